@@ -1,0 +1,1 @@
+"""tickwire.core: what every tickwire service shares (imported, never run)."""

@@ -1,0 +1,66 @@
+"""Every Redis key, Redis channel and Kafka topic name tickwire uses (DESIGN.md §4).
+
+Symbols are upper-case, so the lower-case suffixes below never collide with a symbol.
+"""
+
+# Redis Pub/Sub
+TICK_CHANNEL_PREFIX = "market-data:updates:"
+CONTROL_CHANNEL = "market-data:control"
+
+# Redis keys
+QUOTE_KEY_PREFIX = "quote:"
+SEQ_KEY_PREFIX = "market-data:seq:"
+ACTIVE_SYMBOLS_KEY = "market-data:active-symbols"
+EDGES_KEY = "market-data:edges"
+REGISTRY_OUTBOX_KEY = "market-data:registry:outbox"
+REGISTRY_LEADER_KEY = "market-data:registry:leader"
+
+# Kafka
+SUBSCRIPTIONS_TOPIC = "market-data.subscriptions"
+ACTIVE_SYMBOLS_TOPIC = "market-data.active-symbols"
+REGISTRY_GROUP = "registry"
+INGESTOR_GROUP = "ingestor"
+
+
+def tick_channel(symbol: str) -> str:
+    return f"{TICK_CHANNEL_PREFIX}{symbol}"
+
+
+def symbol_from_channel(channel: str) -> str:
+    return channel[len(TICK_CHANNEL_PREFIX):]
+
+
+def quote_key(symbol: str) -> str:
+    return f"{QUOTE_KEY_PREFIX}{symbol}"
+
+
+def seq_key(symbol: str) -> str:
+    """Hash {seq, epoch}: the tick counter of a symbol and the id of its lifetime."""
+    return f"{SEQ_KEY_PREFIX}{symbol}"
+
+
+SYMBOL_EDGES_PREFIX = "market-data:symbol:"
+SYMBOL_EDGES_SUFFIX = ":edges"
+
+
+def symbol_edges_key(symbol: str) -> str:
+    return f"{SYMBOL_EDGES_PREFIX}{symbol}{SYMBOL_EDGES_SUFFIX}"
+
+
+def edge_symbols_key(edge_id: str) -> str:
+    return f"market-data:edge:{edge_id}:symbols"
+
+
+def edge_lease_key(edge_id: str) -> str:
+    """A key with a TTL: while it exists the edge counts as alive."""
+    return f"market-data:edge:{edge_id}:lease"
+
+
+def edge_stamps_key(edge_id: str) -> str:
+    """Hash symbol → ts of the newest event applied for (edge, symbol); older ones are stale."""
+    return f"market-data:edge:{edge_id}:stamps"
+
+
+def edge_down_key(edge_id: str) -> str:
+    """Tombstone of an edge that left: its late events are ignored."""
+    return f"market-data:edge:{edge_id}:down"

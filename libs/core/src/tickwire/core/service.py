@@ -1,0 +1,98 @@
+"""What every tickwire service process shares: start-up checks, probes, metrics, running."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import prometheus_client
+import uvloop
+from aiohttp import web
+from redis.exceptions import RedisError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
+
+from tickwire.core.eventlog import KafkaError, kafka_reachable
+from tickwire.core.logs import configure_logging
+from tickwire.core.settings import S, ServiceSettings, env_name, fail_start, load_settings
+from tickwire.core.tickbus import redis_client
+
+log = logging.getLogger(__name__)
+
+Readiness = Callable[[], str | None]  # None when ready, else the reason it is not
+
+
+async def wait_for_dependencies(settings: ServiceSettings, program: str, kafka: bool = True) -> None:
+    """Wait (with backoff) for Redis and Kafka; past the start-up timeout, stop with one
+    line naming the setting that points at the unreachable server."""
+
+    async def check(name: str, value: str, probe: Callable[[], Awaitable[None]]) -> None:
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_delay(settings.startup_timeout_seconds),
+                wait=wait_random_exponential(multiplier=0.2, max=3),
+                retry=retry_if_exception_type((RedisError, KafkaError, OSError, asyncio.TimeoutError)),
+                reraise=True,
+            ):
+                with attempt:
+                    await probe()
+        except (RedisError, KafkaError, OSError, asyncio.TimeoutError) as exc:
+            fail_start(program, name, value, f"unreachable ({exc!r:.160})")
+
+    async def ping_redis() -> None:
+        client = redis_client(settings.redis_url)
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+
+    await check(env_name(type(settings), "redis_url"), settings.redis_url, ping_redis)
+    if kafka:
+        await check(env_name(type(settings), "kafka_bootstrap_servers"),
+                    settings.kafka_bootstrap_servers,
+                    lambda: kafka_reachable(settings.kafka_bootstrap_servers))
+
+
+def add_probes(app: web.Application, readiness: Readiness) -> None:
+    """/healthz (the process works), /readyz (dependencies up, not draining), /metrics."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        reason = readiness()
+        if reason is None:
+            return web.json_response({"status": "ready"})
+        return web.json_response({"status": "not_ready", "reason": reason}, status=503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        body = prometheus_client.generate_latest(prometheus_client.REGISTRY)
+        return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def run_service(app_factory: Callable[[], Awaitable[web.Application]], host: str, port: int) -> None:
+    """Run until SIGINT/SIGTERM; aiohttp then runs on_shutdown and cleanup_ctx in order."""
+    uvloop.install()
+    web.run_app(app_factory(), host=host, port=port, print=None, access_log=None,
+                shutdown_timeout=5, handle_signals=True)
+
+
+def serve(program: str, settings_class: type[S], build_app: Callable[[S], web.Application]) -> None:
+    """A service's whole `main`: settings from the environment (one line and exit 2 on a
+    bad value), logging, wait for Redis and Kafka, then serve until SIGTERM."""
+    settings = load_settings(settings_class, program)
+    configure_logging(program, settings.log_level, settings.log_format)
+
+    async def start() -> web.Application:
+        await wait_for_dependencies(settings, program)
+        return build_app(settings)
+
+    run_service(start, settings.host, settings.port)

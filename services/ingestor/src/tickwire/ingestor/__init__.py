@@ -1,0 +1,1 @@
+"""tickwire ingestor: fetches quotes of active symbols, caches and publishes ticks."""

@@ -1,0 +1,75 @@
+"""Which active symbols this replica polls: those of its partitions of the compacted
+`market-data.active-symbols` topic.
+
+Replicas share the topic as one consumer group, so each partition, and with it each
+symbol, belongs to exactly one replica. On every assignment the replica reads its
+partitions from the beginning and rebuilds their state; a revoked partition's symbols
+are dropped at once, so two replicas never poll the same symbol for longer than a
+rebalance takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+
+from tickwire.core.eventlog import KafkaError
+from tickwire.core.events import ActiveSymbolEvent, EventError
+
+log = logging.getLogger(__name__)
+
+
+class ActiveSymbols(ConsumerRebalanceListener):
+    def __init__(self) -> None:
+        self._by_partition: dict[int, dict[str, int]] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self.kafka_ok = False
+
+    def symbols(self) -> dict[str, int]:
+        """symbol → subscriber count, for every active symbol this replica owns."""
+        merged: dict[str, int] = {}
+        for symbols in self._by_partition.values():
+            merged.update(symbols)
+        return merged
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        for tp in revoked:
+            self._by_partition.pop(tp.partition, None)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        for tp in assigned:
+            self._by_partition[tp.partition] = {}
+        if assigned and self._consumer is not None:
+            self._consumer.seek_to_beginning(*assigned)
+        log.info("active-symbol partitions assigned",
+                 extra={"partitions": sorted(tp.partition for tp in assigned)})
+
+    def apply(self, partition: int, event: ActiveSymbolEvent) -> None:
+        symbols = self._by_partition.setdefault(partition, {})
+        if event.active:
+            symbols[event.symbol] = max(1, event.subscribers)
+        else:
+            symbols.pop(event.symbol, None)
+
+    async def run(self, consumer: AIOKafkaConsumer) -> None:
+        self._consumer = consumer
+        while True:
+            try:
+                batches = await consumer.getmany(timeout_ms=500, max_records=1000)
+                self.kafka_ok = True
+            except KafkaError as exc:
+                self.kafka_ok = False
+                log.warning("kafka consume failed; retrying", extra={"error": repr(exc)})
+                await asyncio.sleep(1)
+                continue
+            for tp, records in batches.items():
+                if tp.partition not in self._by_partition:
+                    continue  # revoked while the batch was in flight
+                for record in records:
+                    try:
+                        self.apply(tp.partition, ActiveSymbolEvent.decode(record.value))
+                    except EventError as exc:
+                        log.warning("skipping invalid active-symbol record",
+                                    extra={"error": str(exc)})

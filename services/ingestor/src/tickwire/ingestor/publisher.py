@@ -1,0 +1,49 @@
+"""Turns quotes into ticks: numbered in Redis, cached, published.
+
+`seq` is a counter in Redis (HINCRBY), so it continues when another replica takes a
+symbol over. When the counter is missing (a fresh symbol, or Redis lost its data) a new
+`epoch` is minted in the same script, telling clients to restart counting.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import redis.asyncio as aioredis
+
+from tickwire.core import names
+from tickwire.core.models import StockQuote, Tick
+from tickwire.core.tickbus import RedisTickBus
+
+_NEXT_SEQ = """
+if redis.call('HEXISTS', KEYS[1], 'epoch') == 0 then
+  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'seq', 0)
+end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+return {seq, redis.call('HGET', KEYS[1], 'epoch')}
+"""
+
+
+class TickPublisher:
+    """Publishes a quote only when it differs from the last one published for its symbol."""
+
+    def __init__(self, redis: aioredis.Redis, bus: RedisTickBus):
+        self._bus = bus
+        self._next_seq = redis.register_script(_NEXT_SEQ)
+        self._last: dict[str, StockQuote] = {}
+
+    async def publish(self, quote: StockQuote) -> Tick | None:
+        if quote.same_market_state(self._last.get(quote.symbol)):
+            return None
+        seq, epoch = await self._next_seq(keys=[names.seq_key(quote.symbol)],
+                                          args=[uuid.uuid4().hex[:8]])
+        tick = Tick(symbol=quote.symbol, data=quote.to_wire(), seq=int(seq),
+                    epoch=epoch.decode() if isinstance(epoch, bytes) else str(epoch),
+                    published_at=time.time_ns())
+        await self._bus.publish(tick)
+        self._last[quote.symbol] = quote
+        return tick
+
+    def forget(self, symbol: str) -> None:
+        self._last.pop(symbol, None)

@@ -1,0 +1,1 @@
+"""tickwire registry: who wants which symbol, kept exact in Redis from Kafka events."""

@@ -1,0 +1,1 @@
+"""tickwire ws-edge: terminates client WebSockets and fans ticks out to them."""
