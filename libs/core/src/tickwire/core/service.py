@@ -48,9 +48,17 @@ async def wait_for_dependencies(settings: ServiceSettings, program: str, kafka: 
 
     await check(env_name(type(settings), "redis_url"), settings.redis_url, ping_redis)
     if kafka:
-        await check(env_name(type(settings), "kafka_bootstrap_servers"),
-                    settings.kafka_bootstrap_servers,
-                    lambda: kafka_reachable(settings.kafka_bootstrap_servers))
+        # aiokafka logs every refused connection as an error; while waiting, the outcome
+        # is reported once, by us.
+        kafka_log = logging.getLogger("aiokafka")
+        level = kafka_log.level
+        kafka_log.setLevel(logging.CRITICAL)
+        try:
+            await check(env_name(type(settings), "kafka_bootstrap_servers"),
+                        settings.kafka_bootstrap_servers,
+                        lambda: kafka_reachable(settings.kafka_bootstrap_servers))
+        finally:
+            kafka_log.setLevel(level)
 
 
 def add_probes(app: web.Application, readiness: Readiness) -> None:
