@@ -1,0 +1,1 @@
+"""tickwire.client: the Python client SDK."""
