@@ -39,14 +39,25 @@ if ! command -v go >/dev/null 2>&1; then
     exit 1
 fi
 
+export GOTOOLCHAIN=local   # never fetch another Go toolchain; a too-old Go fails clearly
 log "building helm $HELM_VERSION with $(go version | cut -d' ' -f3) into $HELM_DIR (once) ..."
 mkdir -p "$HELM_DIR"
-# GOTOOLCHAIN=local: never fetch another Go toolchain; a too-old Go fails with a clear error.
+
+# Stamp what helm's own Makefile stamps: its version (so `helm version` and the check above
+# report it) and the Kubernetes version of its client-go, the default for capabilities and
+# deprecation checks (unstamped, helm would assume Kubernetes 1.20).
+gomod="$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')"
+client_go="$(awk '$1 == "k8s.io/client-go" { print $2; exit }' "$gomod")"   # v0.MINOR.PATCH
+k8s_minor="$(echo "$client_go" | cut -d. -f2)"
+ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+if [[ "$k8s_minor" =~ ^[0-9]+$ ]]; then
+    for pkg in pkg/lint/rules pkg/chartutil; do
+        ldflags+=" -X helm.sh/helm/v3/$pkg.k8sVersionMajor=1 -X helm.sh/helm/v3/$pkg.k8sVersionMinor=$k8s_minor"
+    done
+fi
+
 # CGO_ENABLED=0: a static binary, no C toolchain needed.
-# The ldflags stamp the version so `helm version` (and the check above) report it.
-GOBIN="$HELM_DIR" GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -trimpath" \
-    go install \
-    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+GOBIN="$HELM_DIR" CGO_ENABLED=0 go install -trimpath -ldflags "$ldflags" \
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
 
 if [[ "$(installed_version)" != "$HELM_VERSION" ]]; then
