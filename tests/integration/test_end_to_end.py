@@ -13,8 +13,9 @@ async def active_symbols(registry_url: str) -> dict[str, int]:
 async def test_quotes_flow_through_haproxy_and_both_edges(stack):
     registry = stack.registry()
     stack.ingestor()
-    stack.edge("edge-1")
-    stack.edge("edge-2")
+    # A REST read holds interest for a while; short here so the symbol's end is visible.
+    stack.edge("edge-1", TICKWIRE_EDGE_POLL_INTEREST_SECONDS="2")
+    stack.edge("edge-2", TICKWIRE_EDGE_POLL_INTEREST_SECONDS="2")
     lb = stack.haproxy()
 
     # Round-robin without a cookie: two clients land on the two edges.

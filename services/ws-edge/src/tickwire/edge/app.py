@@ -1,4 +1,4 @@
-"""The edge application: routes, and the lifetime of Redis, Kafka and the hub."""
+"""The edge application: routes, and the lifetime of Redis, Kafka and the node."""
 
 from __future__ import annotations
 
@@ -7,49 +7,52 @@ import contextlib
 import logging
 from pathlib import Path
 
-from aiohttp import WSCloseCode, web
+from aiohttp import web
 
 from tickwire.core.eventlog import event_producer
-from tickwire.core.models import reconnect_message
 from tickwire.core.service import add_probes
 from tickwire.core.tickbus import RedisTickBus, redis_client
 from tickwire.edge.announcements import Announcements
-from tickwire.edge.connection import ConnectionHandler
-from tickwire.edge.hub import Hub
+from tickwire.edge.connection import WebSocketEndpoint
+from tickwire.edge.node import EdgeNode
 from tickwire.edge.rest import QuoteRoutes
 from tickwire.edge.settings import EdgeSettings
+from tickwire.edge.stream import stream
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 
 SETTINGS = web.AppKey("settings", EdgeSettings)
-CONNECTIONS = web.AppKey("connections", ConnectionHandler)
+NODE = web.AppKey("node", EdgeNode)
+WEBSOCKETS = web.AppKey("websockets", WebSocketEndpoint)
 QUOTES = web.AppKey("quotes", QuoteRoutes)
-BUS = web.AppKey("bus", RedisTickBus)
-ANNOUNCEMENTS = web.AppKey("announcements", Announcements)
 
 
-async def _brokers(app: web.Application):
+async def _node(app: web.Application):
     settings = app[SETTINGS]
     redis = redis_client(settings.redis_url)
     producer = event_producer(settings.kafka_bootstrap_servers, f"edge-{settings.edge_id}")
     await producer.start()
-    announcements = app[ANNOUNCEMENTS] = Announcements(producer, settings.edge_id)
-    bus = app[BUS] = RedisTickBus(redis, on_message=lambda channel, payload: hub.dispatch(channel, payload))
-    hub = Hub(bus, announcements)
-    app[CONNECTIONS] = ConnectionHandler(settings, hub, bus)
-    app[QUOTES] = QuoteRoutes(bus, settings.freshness_seconds)
+    announcements = Announcements(producer, settings.edge_id)
+    bus = RedisTickBus(redis, on_message=lambda channel, payload: node.on_bus_message(channel, payload))
+    node = app[NODE] = EdgeNode(settings, bus, announcements)
+    app[WEBSOCKETS] = WebSocketEndpoint(node)
+    app[QUOTES] = QuoteRoutes(node)
     tasks = [
         asyncio.create_task(bus.run(), name="tick-listener"),
-        asyncio.create_task(announcements.heartbeat_loop(hub.symbols,
+        asyncio.create_task(announcements.heartbeat_loop(node.hub.symbols,
                                                          settings.registry_heartbeat_seconds),
                             name="edge-heartbeat"),
+        asyncio.create_task(node.sweep_forever(), name="sweep"),
+        asyncio.create_task(node.poll_interest.run(), name="poll-interest"),
     ]
     log.info("edge started", extra={"edge": settings.edge_id, "port": settings.port})
     yield
-    # Shutdown (sockets are already closed by on_shutdown): stop the listener and
-    # heartbeats, tell the registry this edge is gone, close the brokers.
+    # Shutdown, after on_shutdown drained the clients:
+    # 1. stop the listener, heartbeats and sweeps;
+    # 2. tell the registry this edge is gone (it drops our symbols at once);
+    # 3. close Kafka and Redis.
     for task in tasks:
         task.cancel()
     for task in tasks:
@@ -60,15 +63,11 @@ async def _brokers(app: web.Application):
     await redis.aclose()
 
 
-async def _close_sockets(app: web.Application) -> None:
-    handler = app.get(CONNECTIONS)
-    if handler is None:
-        return
-    for session in list(handler.sessions):
-        session.send(reconnect_message(1000))
-    await asyncio.sleep(0.1)  # let the writers flush the reconnect notice
-    for session in list(handler.sessions):
-        await session.ws.close(code=WSCloseCode.GOING_AWAY, message=b"edge shutting down")
+async def _drain(app: web.Application) -> None:
+    """SIGTERM: the listening socket is already closed; move the clients away."""
+    node = app.get(NODE)
+    if node is not None and not node.drained.is_set():
+        await node.drain()
 
 
 async def _edge_header(request: web.Request, response: web.StreamResponse) -> None:
@@ -76,19 +75,26 @@ async def _edge_header(request: web.Request, response: web.StreamResponse) -> No
 
 
 def build_app(settings: EdgeSettings) -> web.Application:
-    app = web.Application()
+    app = web.Application(client_max_size=64 * 1024)
     app[SETTINGS] = settings
 
     def readiness() -> str | None:
-        bus = app.get(BUS)
-        if bus is None or not bus.connected.is_set():
+        node = app.get(NODE)
+        if node is None:
+            return "starting"
+        if node.draining:
+            return "draining"
+        if not node.bus.connected.is_set():
             return "redis unavailable"
-        if not app[ANNOUNCEMENTS].kafka_ok:
+        if not node.announcements.kafka_ok:
             return "kafka unavailable"
         return None
 
     async def ws(request: web.Request) -> web.StreamResponse:
-        return await request.app[CONNECTIONS].handle(request)
+        return await request.app[WEBSOCKETS].handle(request)
+
+    async def sse(request: web.Request) -> web.StreamResponse:
+        return await stream(request, request.app[NODE])
 
     async def quote(request: web.Request) -> web.Response:
         return await request.app[QUOTES].one(request)
@@ -100,9 +106,10 @@ def build_app(settings: EdgeSettings) -> web.Application:
         return web.FileResponse(STATIC / "index.html")
 
     app.on_response_prepare.append(_edge_header)
-    app.cleanup_ctx.append(_brokers)
-    app.on_shutdown.append(_close_sockets)
+    app.cleanup_ctx.append(_node)
+    app.on_shutdown.append(_drain)
     app.router.add_get("/ws", ws)
+    app.router.add_get("/api/stream", sse)
     app.router.add_get("/api/quotes", quotes)
     app.router.add_get("/api/quotes/{symbol}", quote)
     app.router.add_get("/", index)

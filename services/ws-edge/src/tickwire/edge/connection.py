@@ -1,124 +1,157 @@
-"""The `/ws` endpoint: upgrade, read loop, and the handling of each client action."""
+"""The `/ws` endpoint: admission, upgrade, the read loop, and each client action."""
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
-from aiohttp import WSMsgType, web
-from prometheus_client import Counter, Gauge
+from aiohttp import WSCloseCode, WSMsgType, web
+from prometheus_client import Counter
 
-from tickwire.core.codecs import (MSGPACK_SUBPROTOCOL, JSON_SUBPROTOCOL, DecodeError,
+from tickwire.core.codecs import (JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL, DecodeError,
                                   decode_json, decode_msgpack)
 from tickwire.core.models import (ErrorCode, Ping, ProtocolError, Subscribe, Unsubscribe,
                                   ack_message, connected_message, error_message,
                                   parse_client_message, pong_message)
-from tickwire.core.tickbus import RedisTickBus
-from tickwire.edge.hub import Hub
+from tickwire.edge.admission import Refused
+from tickwire.edge.node import EdgeNode
 from tickwire.edge.session import Session
-from tickwire.edge.settings import EdgeSettings
+from tickwire.edge.sinks import WebSocketSink
 
 log = logging.getLogger(__name__)
 
-CONNECTIONS = Gauge("tickwire_edge_connections", "Open client WebSockets")
 CONNECTIONS_OPENED = Counter("tickwire_edge_connections_opened_total", "WebSockets accepted")
 ERRORS = Counter("tickwire_edge_errors_total", "Error messages sent to clients", ["code"])
 
 
-class ConnectionHandler:
-    def __init__(self, settings: EdgeSettings, hub: Hub, bus: RedisTickBus):
-        self._settings = settings
-        self._hub = hub
-        self._bus = bus
-        self.sessions: set[Session] = set()
+def send_error(session: Session, code: ErrorCode, message: str,
+               symbols: list[str] | None = None) -> None:
+    ERRORS.labels(str(code)).inc()
+    session.send(error_message(code, message, symbols))
 
-    async def handle(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(
-            protocols=(MSGPACK_SUBPROTOCOL, JSON_SUBPROTOCOL),
-            heartbeat=self._settings.heartbeat_interval,
-            max_msg_size=self._settings.max_frame_bytes,
-            compress=self._settings.compression,
-        )
-        await ws.prepare(request)
-        session = Session(uuid.uuid4().hex, ws, binary=ws.ws_protocol == MSGPACK_SUBPROTOCOL)
-        self.sessions.add(session)
-        CONNECTIONS.inc()
-        CONNECTIONS_OPENED.inc()
-        session.send(connected_message(session.client_id, self._settings.edge_id))
-        session.start()
+
+async def subscribe(node: EdgeNode, session: Session, action: Subscribe, ack: bool = True) -> None:
+    """Subscribe what is valid and fits; one ack; snapshots right after it."""
+    if action.invalid:
+        send_error(session, ErrorCode.INVALID_SYMBOL,
+                   f"invalid symbols: {', '.join(action.invalid[:20])}", action.invalid[:100])
+    room = max(0, session.max_symbols - len(session.symbols))
+    new = [s for s in action.symbols if s not in session.symbols]
+    if len(new) > room:
+        send_error(session, ErrorCode.SUBSCRIPTION_LIMIT_EXCEEDED,
+                   f"at most {session.max_symbols} symbols per connection", new[room:][:100])
+        new = new[:room]
+    failed = await node.hub.subscribe(session, new) if new else []
+    if failed:
+        send_error(session, ErrorCode.SUBSCRIPTION_FAILED, "could not subscribe; try again", failed)
+    subscribed = [s for s in action.symbols if s in session.symbols]
+    if not subscribed:
+        return
+    session.set_max_hz(subscribed, action.max_hz)
+    # No await since the hub added the session: the ack is queued before any update of
+    # these symbols. Snapshots follow, deduplicated by seq against ticks meanwhile.
+    if ack:
+        session.send(ack_message("subscribed", subscribed))
+    fresh = [s for s in new if s in session.symbols]
+    for tick in await node.bus.latest(fresh):
+        if tick is not None and tick.symbol in session.symbols:
+            session.offer(tick, snapshot=True)
+
+
+async def unsubscribe(node: EdgeNode, session: Session, action: Unsubscribe) -> None:
+    if action.invalid:
+        send_error(session, ErrorCode.INVALID_SYMBOL,
+                   f"invalid symbols: {', '.join(action.invalid[:20])}", action.invalid[:100])
+    await node.hub.unsubscribe(session, action.symbols)
+    session.send(ack_message("unsubscribed", action.symbols))
+
+
+class WebSocketEndpoint:
+    def __init__(self, node: EdgeNode):
+        self.node = node
+        self.settings = node.settings
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         try:
-            async for message in ws:
-                if message.type == WSMsgType.TEXT:
-                    await self._on_frame(session, message.data, binary=False)
-                elif message.type == WSMsgType.BINARY:
-                    await self._on_frame(session, message.data, binary=True)
+            address, principal = self.node.admission.admit(request)
+        except Refused as refused:
+            return refused.response
+        try:
+            ws = web.WebSocketResponse(
+                protocols=(MSGPACK_SUBPROTOCOL, JSON_SUBPROTOCOL),
+                autoping=False,  # pongs are ours to see: two missed pings close the socket
+                max_msg_size=self.settings.max_frame_bytes,
+                compress=self.settings.compression,
+            )
+            await ws.prepare(request)
+        except BaseException:
+            self.node.admission.release(address)
+            raise
+        binary = ws.ws_protocol == MSGPACK_SUBPROTOCOL
+        session = Session(uuid.uuid4().hex, WebSocketSink(ws, binary, request.transport),
+                          max_symbols=principal.max_symbols,
+                          rate=self.settings.messages_per_second,
+                          burst=self.settings.message_burst, address=address)
+        session.send(connected_message(session.client_id, self.node.edge_id))
+        self.node.track(session, "websocket")
+        CONNECTIONS_OPENED.inc()
+        try:
+            await self._read_loop(ws, session)
         finally:
-            # Cleanup: release this client's symbols (and upstream interest if it was the
-            # last local watcher), stop its writer.
-            self.sessions.discard(session)
-            CONNECTIONS.dec()
-            await session.stop()
-            await self._hub.unsubscribe(session, list(session.symbols))
+            await self.node.untrack(session, "websocket")
         return ws
 
-    async def _on_frame(self, session: Session, data: str | bytes, binary: bool) -> None:
+    async def _read_loop(self, ws: web.WebSocketResponse, session: Session) -> None:
+        async for message in ws:
+            session.last_heard = time.monotonic()
+            if message.type == WSMsgType.TEXT:
+                await self._on_frame(ws, session, message.data, binary=False)
+            elif message.type == WSMsgType.BINARY:
+                await self._on_frame(ws, session, message.data, binary=True)
+            elif message.type == WSMsgType.PING:
+                await ws.pong(message.data)
+            if session.closed:
+                break
+
+    async def _on_frame(self, ws: web.WebSocketResponse, session: Session, data: str | bytes,
+                        binary: bool) -> None:
+        if not self._within_rate(session):
+            if time.monotonic() - session.rate_limited_since > self.settings.rate_limit_close_seconds:
+                await self.node.shed(session, WSCloseCode.POLICY_VIOLATION, "message rate abuse")
+            return
         try:
             if session.binary:
                 if not binary:
                     raise DecodeError("text frame on a msgpack connection")
                 decoded = decode_msgpack(data)
             else:
+                if binary:
+                    raise DecodeError("binary frame on a JSON connection")
                 decoded = decode_json(data)
             action = parse_client_message(decoded)
         except DecodeError as exc:
-            self._error(session, ErrorCode.INVALID_MESSAGE, str(exc))
+            send_error(session, ErrorCode.INVALID_MESSAGE, str(exc)[:200])
             return
         except ProtocolError as exc:
-            self._error(session, exc.code, exc.message, exc.symbols)
+            send_error(session, exc.code, exc.message, exc.symbols)
             return
         if isinstance(action, Ping):
             session.send(pong_message(action.timestamp))
         elif isinstance(action, Subscribe):
-            await self._subscribe(session, action)
+            await subscribe(self.node, session, action)
         elif isinstance(action, Unsubscribe):
-            await self._unsubscribe(session, action)
+            await unsubscribe(self.node, session, action)
 
-    async def _subscribe(self, session: Session, action: Subscribe) -> None:
-        if action.invalid:
-            self._error(session, ErrorCode.INVALID_SYMBOL,
-                        f"invalid symbols: {', '.join(action.invalid[:20])}", action.invalid[:100])
-        room = self._settings.max_symbols - len(session.symbols)
-        new = [s for s in action.symbols if s not in session.symbols]
-        if len(new) > room:
-            refused = new[max(room, 0):]
-            new = new[:max(room, 0)]
-            self._error(session, ErrorCode.SUBSCRIPTION_LIMIT_EXCEEDED,
-                        f"at most {self._settings.max_symbols} symbols per connection",
-                        refused[:100])
-        failed = await self._hub.subscribe(session, new) if new else []
-        if failed:
-            self._error(session, ErrorCode.SUBSCRIPTION_FAILED,
-                        "could not subscribe; try again", failed)
-        subscribed = [s for s in action.symbols if s in session.symbols]
-        if not subscribed:
-            return
-        # The ack is queued before any update of these symbols can be offered (no await
-        # since the hub added the session); snapshots follow, deduplicated by seq against
-        # ticks that arrive meanwhile.
-        session.send(ack_message("subscribed", subscribed))
-        fresh = [s for s in new if s in session.symbols]
-        for tick in await self._bus.latest(fresh):
-            if tick is not None and tick.symbol in session.symbols:
-                session.offer(tick, snapshot=True)
-
-    async def _unsubscribe(self, session: Session, action: Unsubscribe) -> None:
-        if action.invalid:
-            self._error(session, ErrorCode.INVALID_SYMBOL,
-                        f"invalid symbols: {', '.join(action.invalid[:20])}", action.invalid[:100])
-        await self._hub.unsubscribe(session, action.symbols)
-        session.send(ack_message("unsubscribed", action.symbols))
-
-    def _error(self, session: Session, code: ErrorCode, message: str,
-               symbols: list[str] | None = None) -> None:
-        ERRORS.labels(str(code)).inc()
-        session.send(error_message(code, message, symbols))
+    @staticmethod
+    def _within_rate(session: Session) -> bool:
+        """One RATE_LIMIT_EXCEEDED per episode of excess; messages over the rate are
+        dropped unanswered (answering each would amplify the abuse)."""
+        now = time.monotonic()
+        if session.inbound.take(now):
+            session.rate_limited_since = None
+            return True
+        if session.rate_limited_since is None:
+            session.rate_limited_since = now
+            send_error(session, ErrorCode.RATE_LIMIT_EXCEEDED, "too many messages; slow down")
+        return False

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from prometheus_client import Counter, Gauge
 from redis.exceptions import RedisError
 
 from tickwire.core import names
 from tickwire.core.codecs import DecodeError, decode_tick
+from tickwire.core.models import Tick
 from tickwire.core.tickbus import RedisTickBus
 from tickwire.edge.announcements import Announcements
 from tickwire.edge.frames import TickFrames
@@ -34,6 +36,7 @@ class Hub:
         self._announcements = announcements
         self._subscribers: dict[str, set[Session]] = {}
         self._lock = asyncio.Lock()
+        self._held: dict[str, tuple[Tick, TickFrames]] | None = None  # while paused
 
     def symbols(self) -> list[str]:
         return list(self._subscribers)
@@ -79,11 +82,13 @@ class Hub:
                 await self._announcements.unsubscribed(emptied)
             SYMBOLS.set(len(self._subscribers))
 
-    def dispatch(self, channel: str, payload: bytes) -> None:
-        """Called by the bus listener for every message: decode once, offer to each watcher."""
-        if channel == names.CONTROL_CHANNEL:
-            return
-        watchers = self._subscribers.get(names.symbol_from_channel(channel))
+    def watchers(self, symbol: str) -> set[Session]:
+        return self._subscribers.get(symbol, set())
+
+    def dispatch_tick(self, channel: str, payload: bytes) -> None:
+        """Called by the bus listener for every tick: decode once, offer to each watcher."""
+        symbol = names.symbol_from_channel(channel)
+        watchers = self._subscribers.get(symbol)
         if not watchers:
             return
         try:
@@ -93,5 +98,75 @@ class Hub:
             return
         TICKS_RECEIVED.inc()
         frames = TickFrames(tick)
+        if self._held is not None:
+            self._held[symbol] = (tick, frames)
+            return
         for session in watchers:
             session.offer(tick, frames)
+
+    # -- control: pause holds the newest tick per symbol, resume delivers it ----------
+
+    @property
+    def paused(self) -> bool:
+        return self._held is not None
+
+    def pause(self) -> None:
+        if self._held is None:
+            self._held = {}
+
+    def resume(self) -> None:
+        held, self._held = self._held, None
+        for symbol, (tick, frames) in (held or {}).items():
+            for session in self._subscribers.get(symbol, ()):
+                session.offer(tick, frames)
+
+
+class PollInterest:
+    """REST reads count as interest: a polled symbol stays subscribed upstream (so the
+    ingestor keeps fetching it) for `ttl` seconds after the last read."""
+
+    def __init__(self, hub: Hub, ttl: float, max_symbols: int = 5000):
+        self._hub = hub
+        self._ttl = ttl
+        self._max = max_symbols
+        self._expiry: dict[str, float] = {}
+        self._holder = _InterestHolder()
+
+    async def touch(self, symbols: list[str]) -> None:
+        if self._ttl <= 0:
+            return
+        until = time.monotonic() + self._ttl
+        new = [s for s in symbols if s not in self._expiry][: max(0, self._max - len(self._expiry))]
+        for symbol in symbols:
+            if symbol in self._expiry or symbol in new:
+                self._expiry[symbol] = until
+        if new:
+            failed = await self._hub.subscribe(self._holder, new)
+            for symbol in failed:
+                self._expiry.pop(symbol, None)
+
+    async def expire(self) -> None:
+        now = time.monotonic()
+        expired = [s for s, until in self._expiry.items() if until <= now]
+        for symbol in expired:
+            del self._expiry[symbol]
+        if expired:
+            await self._hub.unsubscribe(self._holder, expired)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.5, min(5.0, self._ttl / 3)))
+            await self.expire()
+
+
+class _InterestHolder:
+    """Stands in the hub for "someone polls this symbol": it holds interest, receives nothing."""
+
+    def __init__(self) -> None:
+        self.symbols: set[str] = set()
+
+    def offer(self, *_args, **_kwargs) -> bool:
+        return False
+
+    def forget(self, _symbol: str) -> None:
+        return None

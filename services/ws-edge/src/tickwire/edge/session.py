@@ -1,63 +1,86 @@
-"""One client connection: its subscriptions and its single writer.
+"""One client (a WebSocket or an SSE stream): its subscriptions and its single writer.
 
 Guarantees:
 - Per symbol, updates leave in `seq` order; within an epoch a `seq` is never sent twice
-  and never after a newer one (a new epoch is followed).
-- The outgoing buffer is bounded: control messages (acks, errors, pongs) queue in order,
+  and never after a newer one; a new epoch (the sequence restarted) is followed.
+- Bounded memory: control messages (acks, errors, pongs) queue in order up to a limit;
   updates CONFLATE to the newest pending one per symbol. A slow client converges to the
   latest prices and never holds back anyone else.
 - Control messages queued before an update was offered are written before it.
-- Several pending updates go out as one `batch_update` frame.
+- Pending updates go out together: one `batch_update` frame on a socket.
+- With `maxHz` a symbol is sent at most that often, always its newest value.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from typing import Any
 
 import orjson
-from aiohttp import WSMsgType, web
 from prometheus_client import Counter
 
 from tickwire.core.codecs import encode_msgpack
 from tickwire.core.models import Tick, batch_update_message, price_update_message
 from tickwire.edge.frames import TickFrames
+from tickwire.edge.limits import Throttle, TokenBucket
+from tickwire.edge.sinks import Sink
 
 log = logging.getLogger(__name__)
 
 CONFLATED = Counter("tickwire_edge_conflated_updates_total",
                     "Updates replaced by a newer one before they were written")
 MESSAGES_SENT = Counter("tickwire_edge_messages_sent_total", "Frames written to clients", ["type"])
+DROPPED = Counter("tickwire_edge_dropped_messages_total",
+                  "Control messages dropped for a client whose queue was full")
+
+_PING = object()  # a queued WebSocket ping, written by the writer like any frame
 
 
 class Session:
-    def __init__(self, client_id: str, ws: web.WebSocketResponse, binary: bool,
-                 control_limit: int = 256):
+    def __init__(self, client_id: str, sink: Sink, *, max_symbols: int = 500,
+                 control_limit: int = 256, rate: float = 50.0, burst: float = 100.0,
+                 address: str = ""):
         self.client_id = client_id
-        self.ws = ws
-        self.binary = binary
+        self.sink = sink
+        self.binary = sink.binary
+        self.address = address
+        self.max_symbols = max_symbols
         self.symbols: set[str] = set()
+        self.inbound = TokenBucket(rate, burst)
+        self.rate_limited_since: float | None = None
+        self.last_heard = time.monotonic()
+        self.last_ping = time.monotonic()
+        self.blocked_since: float | None = None  # set while a write waits on the peer
+        self.closed = False
         self._last: dict[str, tuple[str, int]] = {}  # symbol → (epoch, seq) last offered
         self._pending: dict[str, tuple[TickFrames | None, Tick, bool]] = {}
-        self._control: deque[bytes] = deque()
+        self._control: deque[Any] = deque()
         self._control_limit = control_limit
+        self._throttle = Throttle()
         self._wake = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
         self._writer: asyncio.Task | None = None
-        self.closed = False
 
-    # -- what others call (synchronous: never awaits, never blocks) -------------------
+    # -- what others call: synchronous, never blocks ----------------------------------
 
     def send(self, message: dict[str, Any]) -> None:
         """Queue a control message; written before any update offered after it."""
         if len(self._control) >= self._control_limit:
-            return  # a client flooding requests without reading; the rate limit will close it
+            DROPPED.inc()
+            return
         self._control.append(self._encode(message))
         self._wake.set()
 
+    def queue_ping(self) -> None:
+        self.last_ping = time.monotonic()
+        self._control.append(_PING)
+        self._wake.set()
+
     def offer(self, tick: Tick, frames: TickFrames | None = None, snapshot: bool = False) -> bool:
-        """Offer an update; returns False when it is not newer than what this client has."""
+        """Offer an update; False when it is not newer than what this client has."""
         last = self._last.get(tick.symbol)
         if last is not None and not tick.is_newer_than(*last):
             return False
@@ -68,10 +91,20 @@ class Session:
         self._wake.set()
         return True
 
+    def set_max_hz(self, symbols: list[str], max_hz: float | None) -> None:
+        for symbol in symbols:
+            self._throttle.set(symbol, max_hz)
+        self._wake.set()
+
     def forget(self, symbol: str) -> None:
-        """After an unsubscribe: drop what is pending and start afresh if it comes back."""
+        """After an unsubscribe: drop what is pending; start afresh if it comes back."""
         self._pending.pop(symbol, None)
         self._last.pop(symbol, None)
+        self._throttle.clear(symbol)
+
+    @property
+    def pending_updates(self) -> int:
+        return len(self._pending)
 
     # -- the writer -------------------------------------------------------------------
 
@@ -80,12 +113,20 @@ class Session:
 
     async def stop(self) -> None:
         self.closed = True
-        if self._writer is not None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._writer is not None and self._writer is not asyncio.current_task():
             self._writer.cancel()
             try:
                 await self._writer
             except (asyncio.CancelledError, Exception):
                 pass
+
+    async def flush(self, timeout: float) -> None:
+        """Wait until what is queued now has been written (best effort, bounded)."""
+        deadline = time.monotonic() + timeout
+        while (self._control or self._pending) and time.monotonic() < deadline and not self.closed:
+            await asyncio.sleep(0.01)
 
     async def _write_loop(self) -> None:
         try:
@@ -93,32 +134,70 @@ class Session:
                 await self._wake.wait()
                 self._wake.clear()
                 while self._control:
-                    await self._write(self._control.popleft(), "control")
+                    item = self._control.popleft()
+                    if item is _PING:
+                        await self._timed(self.sink.ping())
+                    else:
+                        await self._write(item, "control")
                 if self._pending:
-                    pending, self._pending = self._pending, {}
-                    frame, kind = self._update_frame(list(pending.values()))
-                    await self._write(frame, kind)
-        except (ConnectionResetError, RuntimeError) as exc:
+                    await self._write_updates()
+        except (ConnectionResetError, ConnectionError, RuntimeError) as exc:
             log.debug("client gone while writing", extra={"client": self.client_id,
                                                            "error": repr(exc)})
+            self.sink.lost()
 
-    def _update_frame(self, pending: list[tuple[TickFrames | None, Tick, bool]]) -> tuple[bytes, str]:
-        if len(pending) == 1:
-            frames, tick, snapshot = pending[0]
+    async def _write_updates(self) -> None:
+        if self._throttle:
+            now = time.monotonic()
+            due = {s: p for s, p in self._pending.items() if self._throttle.due_at(s) <= now}
+            for symbol in due:
+                del self._pending[symbol]
+                self._throttle.sent(symbol, now)
+            if self._pending:
+                self._wake_at(min(self._throttle.due_at(s) for s in self._pending))
+        else:
+            due, self._pending = self._pending, {}
+        if not due:
+            return
+        entries = list(due.values())
+        if self.sink.batching or len(entries) == 1:
+            frame, kind = self._update_frame(entries)
+            await self._write(frame, kind)
+        else:
+            for entry in entries:
+                frame, kind = self._update_frame([entry])
+                await self._write(frame, kind)
+
+    def _wake_at(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_at(loop.time() + max(0.0, when - time.monotonic()), self._wake.set)
+
+    def _update_frame(self, entries: list[tuple[TickFrames | None, Tick, bool]]) -> tuple[bytes, str]:
+        if len(entries) == 1:
+            frames, tick, snapshot = entries[0]
             if frames is not None and not snapshot:
                 return (frames.msgpack if self.binary else frames.json), "price_update"
             return self._encode(price_update_message(tick, snapshot=snapshot)), "price_update"
-        message = batch_update_message([tick for _, tick, _ in pending])
-        for entry, (_, _, snapshot) in zip(message["updates"], pending):
+        message = batch_update_message([tick for _, tick, _ in entries])
+        for entry, (_, _, snapshot) in zip(message["updates"], entries):
             if snapshot:
                 entry["snapshot"] = True
         return self._encode(message), "batch_update"
 
     async def _write(self, frame: bytes, kind: str) -> None:
-        if self.ws.closed:
-            raise ConnectionResetError("socket closed")
-        await self.ws.send_frame(frame, WSMsgType.BINARY if self.binary else WSMsgType.TEXT)
+        await self._timed(self.sink.write(frame))
         MESSAGES_SENT.labels(kind).inc()
+
+    async def _timed(self, write) -> None:
+        """Marks how long the peer keeps us waiting; the edge's sweeper sheds clients
+        that stay blocked past the staleness budget."""
+        self.blocked_since = time.monotonic()
+        try:
+            await write
+        finally:
+            self.blocked_since = None
 
     def _encode(self, message: dict[str, Any]) -> bytes:
         return encode_msgpack(message) if self.binary else orjson.dumps(message)

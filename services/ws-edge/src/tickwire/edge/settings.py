@@ -2,7 +2,7 @@ import os
 import socket
 import uuid
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from tickwire.core.settings import ServiceSettings
@@ -16,18 +16,77 @@ class EdgeSettings(ServiceSettings):
     port: int = Field(8081, ge=1, le=65535)
     edge_id: str = Field("", pattern=r"^[A-Za-z0-9._\-]{0,64}$",
                          validation_alias=AliasChoices("TICKWIRE_EDGE_ID", "edge_id"))
-    heartbeat_interval: float = Field(30.0, gt=0, description="seconds between WebSocket pings")
+
+    # Liveness of clients and of this edge
+    heartbeat_interval: float = Field(30.0, gt=0, description="seconds between WebSocket pings; "
+                                                              "two missed pings close the socket")
     registry_heartbeat_seconds: float = Field(5.0, gt=0,
                                               description="seconds between edge_heartbeat events")
-    poll_interest_seconds: float = Field(90.0, ge=0)
+    slow_client_seconds: float = Field(10.0, gt=0, description="a client that keeps a write "
+                                                               "waiting this long is closed (1013)")
+    drain_seconds: float = Field(10.0, ge=0, description="window over which a drain spreads closes")
+
+    # Data
+    poll_interest_seconds: float = Field(90.0, ge=0,
+                                         description="a REST read keeps a symbol active this long")
     freshness_seconds: float = Field(10.0, gt=0, description="an older quote is served as stale")
-    drain_seconds: float = Field(10.0, ge=0)
+
+    # Limits
     max_frame_bytes: int = Field(65536, ge=256)
-    max_symbols: int = Field(500, ge=1)
+    max_symbols: int = Field(500, ge=1, description="per connection, unless a JWT tier says more")
+    messages_per_second: float = Field(50.0, gt=0)
+    message_burst: float = Field(100.0, ge=1)
+    rate_limit_close_seconds: float = Field(5.0, gt=0, description="over the message rate this "
+                                                                   "long: closed with 1008")
+    max_connections_per_ip: int = Field(1000, ge=1)
+    connections_per_second_per_ip: float = Field(50.0, gt=0)
+    connection_burst_per_ip: float = Field(100.0, ge=1)
+    trusted_proxies: str = Field("", description="comma-separated peer addresses whose "
+                                                 "X-Forwarded-For is believed")
+    allowed_origins: str = Field("", description="comma-separated; empty allows any Origin")
     compression: bool = True
+
+    # Auth (off unless a secret or public key is set)
+    jwt_secret: str = ""
+    jwt_public_key: str = Field("", description="PEM text of an RS256 public key")
+    jwt_audience: str = ""
+    tier_symbol_limits: str = Field("", description="e.g. 'free=50,pro=2000': symbols per "
+                                                    "connection by the token's tier claim")
+
+    @field_validator("tier_symbol_limits")
+    @classmethod
+    def _tiers(cls, value: str) -> str:
+        parse_tiers(value)
+        return value
+
+    @field_validator("jwt_public_key")
+    @classmethod
+    def _pem(cls, value: str) -> str:
+        if value and "BEGIN PUBLIC KEY" not in value:
+            raise ValueError("must be a PEM public key (-----BEGIN PUBLIC KEY-----)")
+        return value.replace("\\n", "\n")
 
     @model_validator(mode="after")
     def _default_edge_id(self):
         if not self.edge_id:
             self.edge_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         return self
+
+    def origins(self) -> frozenset[str]:
+        return frozenset(o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip())
+
+    def proxies(self) -> frozenset[str]:
+        return frozenset(p.strip() for p in self.trusted_proxies.split(",") if p.strip())
+
+    def tiers(self) -> dict[str, int]:
+        return parse_tiers(self.tier_symbol_limits)
+
+
+def parse_tiers(value: str) -> dict[str, int]:
+    tiers: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        name, sep, limit = item.partition("=")
+        if not sep or not name.strip() or not limit.strip().isdigit() or int(limit) < 1:
+            raise ValueError(f"{item!r} is not tier=limit")
+        tiers[name.strip()] = int(limit)
+    return tiers
