@@ -1,0 +1,56 @@
+"""Client configuration: the seed's WebSocketConfig in snake_case, plus the REST fallback.
+
+Durations are in seconds (the TypeScript client takes milliseconds, as the seed does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    url: str
+    """The edge (or load balancer) WebSocket endpoint, e.g. ws://127.0.0.1:8080/ws."""
+    reconnect_interval: float = 1.0
+    """Scale of the backoff schedule 1, 2, 4, 8, 16, 30 (max) × this, with full jitter."""
+    max_reconnect_attempts: int = 10
+    """Consecutive failed attempts before the client polls the REST fallback (it keeps
+    retrying the socket in the background)."""
+    heartbeat_interval: float = 30.0
+    """Ping cadence: protocol pings detect a dead socket, `ping` actions measure latency."""
+    message_queue_size: int = 100
+    """Actions (subscribe / unsubscribe) made while the socket is down, kept for replay."""
+    enable_compression: bool = False
+    """Offer permessage-deflate."""
+    enable_auto_reconnect: bool = True
+    fallback_url: str | None = None
+    """HTTP base of the REST fallback; derived from `url` (ws→http, path dropped) if None."""
+    polling_interval: float = 30.0
+    fallback_to_polling: bool = True
+    wire_format: Literal["msgpack", "json"] = "msgpack"
+    connect_timeout: float = 10.0
+    token: str | None = None
+    """A JWT for edges that require one; sent as `Authorization: Bearer`."""
+    update_buffer_size: int = 10_000
+    """Per `updates()` iterator; when a consumer falls this far behind, the oldest go."""
+
+    def __post_init__(self) -> None:
+        if urlsplit(self.url).scheme not in ("ws", "wss"):
+            raise ValueError(f"url must be ws:// or wss://, got {self.url!r}")
+        for name in ("reconnect_interval", "heartbeat_interval", "polling_interval",
+                     "connect_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
+        if self.max_reconnect_attempts < 1 or self.message_queue_size < 1:
+            raise ValueError("max_reconnect_attempts and message_queue_size must be >= 1")
+
+    @property
+    def rest_base(self) -> str:
+        if self.fallback_url:
+            return self.fallback_url.rstrip("/")
+        parts = urlsplit(self.url)
+        scheme = "https" if parts.scheme == "wss" else "http"
+        return urlunsplit((scheme, parts.netloc, "", "", ""))
