@@ -153,7 +153,8 @@ class TickwireClient:
         self._last_message_at: datetime | None = None
         self._message_count = 0
         self._error_count = 0
-        self._reconnect_attempts = 0
+        self._reconnect_attempts = 0  # retries since the last open: the backoff step
+        self._failures = 0  # consecutive failed attempts: the trigger for polling
         self._gaps = 0
         self._dropped = 0
         self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
@@ -294,7 +295,7 @@ class TickwireClient:
             await self.connect()
             return
         self._retry_after = None
-        self._reconnect_attempts = 0
+        self._reconnect_attempts = self._failures = 0
         self._wake.set()
         if self._ws is not None:
             await self._ws.close()
@@ -342,16 +343,16 @@ class TickwireClient:
     # -- the connection loop ----------------------------------------------------------
 
     async def _supervise(self, first: asyncio.Future[None]) -> None:
-        failures = 0
+        self._failures = self._reconnect_attempts = 0
         try:
             while not self._stopping:
-                self._set_state(ConnectionState.RECONNECTING if self._ever_open or failures
+                self._set_state(ConnectionState.RECONNECTING if self._ever_open or self._failures
                                 else ConnectionState.CONNECTING)
                 try:
                     ws = await self._open()
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                    failures += 1
-                    self._reconnect_attempts = failures
+                    self._failures += 1
+                    self._reconnect_attempts += 1
                     error = ConnectionFailed(f"{self.config.url}: {exc!r}")
                     self._report(error)
                     if not self.config.enable_auto_reconnect:
@@ -362,13 +363,12 @@ class TickwireClient:
                     if not first.done():
                         first.set_result(None)
                     self._set_state(ConnectionState.RECONNECTING)
-                    if failures >= self.config.max_reconnect_attempts \
+                    if self._failures >= self.config.max_reconnect_attempts \
                             and self.config.fallback_to_polling:
                         self._start_polling()
-                    await self._pause(self._next_delay(failures + 1))
+                    await self._pause(self._next_delay(self._reconnect_attempts))
                     continue
-                failures = 0
-                self._reconnect_attempts = 0
+                self._failures = self._reconnect_attempts = 0
                 if not first.done():
                     first.set_result(None)
                 await self._serve(ws)
@@ -378,7 +378,8 @@ class TickwireClient:
                     self._set_state(ConnectionState.CLOSED)
                     return
                 self._set_state(ConnectionState.RECONNECTING)
-                await self._pause(self._next_delay(1))
+                self._reconnect_attempts = 1
+                await self._pause(self._next_delay(self._reconnect_attempts))
         finally:
             if not first.done():
                 first.set_result(None)

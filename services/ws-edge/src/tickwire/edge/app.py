@@ -22,6 +22,7 @@ from tickwire.edge.stream import stream
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
+DASHBOARD = STATIC / "dashboard"  # built from libs/web-client by its build.sh; not in git
 
 SETTINGS = web.AppKey("settings", EdgeSettings)
 NODE = web.AppKey("node", EdgeNode)
@@ -103,7 +104,18 @@ def build_app(settings: EdgeSettings) -> web.Application:
         return await request.app[QUOTES].many(request)
 
     async def index(_: web.Request) -> web.FileResponse:
-        return web.FileResponse(STATIC / "index.html")
+        # The built dashboard, or the plain page that says how to build it.
+        built = DASHBOARD / "index.html"
+        page = built if built.is_file() else STATIC / "index.html"
+        return web.FileResponse(page, headers={"Cache-Control": "no-cache"})
+
+    async def asset(request: web.Request) -> web.FileResponse:
+        name = request.match_info["name"]
+        path = DASHBOARD / "assets" / name
+        if name.startswith(".") or not path.is_file():
+            raise web.HTTPNotFound()
+        # Names carry a content hash: a changed file is a new name.
+        return web.FileResponse(path, headers={"Cache-Control": "public, max-age=31536000, immutable"})
 
     app.on_response_prepare.append(_edge_header)
     app.cleanup_ctx.append(_node)
@@ -113,5 +125,6 @@ def build_app(settings: EdgeSettings) -> web.Application:
     app.router.add_get("/api/quotes", quotes)
     app.router.add_get("/api/quotes/{symbol}", quote)
     app.router.add_get("/", index)
+    app.router.add_get("/assets/{name:[A-Za-z0-9._-]+}", asset)
     add_probes(app, readiness)
     return app

@@ -1,0 +1,18 @@
+export { backoffDelay, backoffStep } from "./backoff";
+export { ConnectionStatusIndicator, deriveStatus, formatAge, STATUS_LOOK } from "./ConnectionStatusIndicator";
+export type { ConnectionStatusIndicatorProps } from "./ConnectionStatusIndicator";
+export { QuoteFetcher } from "./fallback";
+export { SequenceTracker } from "./sequence";
+export * from "./types";
+export { readSnapshot, useConnectionStatus } from "./useConnectionStatus";
+export type { ConnectionSnapshot } from "./useConnectionStatus";
+export { useRealTimeStock } from "./useRealTimeStock";
+export type { UseRealTimeStockOptions, UseRealTimeStockReturn } from "./useRealTimeStock";
+export {
+  configureWebSocketService,
+  DEFAULT_CONFIG,
+  getWebSocketService,
+  normaliseSymbols,
+  WebSocketService,
+} from "./WebSocketService";
+export type { ServiceOptions, WebSocketFactory, WebSocketLike } from "./WebSocketService";
