@@ -1,8 +1,10 @@
 """A TCP proxy in front of HAProxy that can cut WebSockets the way a hostile network does.
 
-While blocked, every WebSocket upgrade is answered 503 and the sockets already piped
-are cut; plain HTTP (the page, the REST fallback) keeps flowing. Runs in the test's
-event loop; `stop()` closes the listener and every piped connection.
+`block()` cuts the WebSockets in flight and answers every new upgrade 503;
+`block(hang=True)` cuts them too but leaves new upgrades unanswered (a black hole: the
+client stays "reconnecting" for as long as the test needs), until `block()` or `unblock()`
+ends the wait. Plain HTTP (the page, the REST fallback) keeps flowing throughout. Runs in
+the test's event loop; `stop()` closes the listener and every connection it holds.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ class WsBlocker:
         self._sockets: set[asyncio.StreamWriter] = set()  # both ends of piped WebSockets
         self._tasks: set[asyncio.Task] = set()
         self.blocked = False
+        self.hanging = False
+        self._released = asyncio.Event()  # ends the wait of held upgrades
         self.refused = 0
         self.port = 0
 
@@ -36,15 +40,22 @@ class WsBlocker:
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
-    def block(self) -> None:
-        """Refuse new upgrades and cut the WebSockets in flight."""
-        self.blocked = True
+    def block(self, hang: bool = False) -> None:
+        """Cut the WebSockets in flight; refuse new upgrades (or hold them, unanswered)."""
+        self.blocked, self.hanging = True, hang
+        if not hang:
+            self._release_held()
         for writer in list(self._sockets):
             writer.transport.abort()
         self._sockets.clear()
 
     def unblock(self) -> None:
-        self.blocked = False
+        self.blocked = self.hanging = False
+        self._release_held()
+
+    def _release_held(self) -> None:
+        self._released.set()
+        self._released = asyncio.Event()
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -71,6 +82,8 @@ class WsBlocker:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
         is_websocket = b"upgrade: websocket" in head.lower()
+        if is_websocket and self.blocked and self.hanging:
+            await self._released.wait()
         if is_websocket and self.blocked:
             self.refused += 1
             writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"

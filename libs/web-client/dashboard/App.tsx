@@ -95,7 +95,7 @@ export function App({ initialSymbols, pollingInterval }: { initialSymbols?: stri
             </div>
             <div>
               <dt>Edge</dt>
-              <dd>{edgeId ?? "—"}</dd>
+              <dd>{status === "live" && edgeId ? edgeId : "—"}</dd>
             </div>
           </dl>
           <ConnectionStatusIndicator
