@@ -1,0 +1,160 @@
+"""The SDK against a scripted local edge (aiohttp): replay order, retryAfterMs, ordering."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tickwire.client import ClientConfig, ConnectionState, TickwireClient, Update
+
+
+def quote(symbol: str, price: float) -> dict[str, Any]:
+    return {"symbol": symbol, "price": price, "change": 1.0, "changePercent": 0.5, "volume": 10,
+            "high": price, "low": price, "open": price, "previousClose": price - 1,
+            "timestamp": "2024-01-10T10:30:00.000Z", "source": "simulated"}
+
+
+class FakeEdge:
+    """Records every client action per connection; the test decides what to send."""
+
+    def __init__(self) -> None:
+        self.connections: list[list[dict[str, Any]]] = []
+        self.sockets: list[web.WebSocketResponse] = []
+        self.opened = asyncio.Event()
+        self.rest_calls: list[str] = []
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self) -> FakeEdge:
+        app = web.Application()
+        app.router.add_get("/ws", self._ws)
+        app.router.add_get("/api/quotes/{symbol}", self._quote)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        assert self.runner is not None
+        await self.runner.cleanup()
+
+    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(protocols=("tickwire.v1.json",))
+        await ws.prepare(request)
+        actions: list[dict[str, Any]] = []
+        self.connections.append(actions)
+        self.sockets.append(ws)
+        await ws.send_json({"type": "connected", "clientId": "c", "edgeId": "fake", "timestamp": "t"})
+        self.opened.set()
+        async for message in ws:
+            action = message.json()
+            if action.get("action") == "ping":
+                await ws.send_json({"type": "pong", "timestamp": action["timestamp"]})
+            else:
+                actions.append(action)
+        return ws
+
+    async def _quote(self, request: web.Request) -> web.Response:
+        symbol = request.match_info["symbol"]
+        self.rest_calls.append(symbol)
+        return web.json_response({**quote(symbol, 300.0), "seq": 99, "epoch": "e1",
+                                  "stale": False, "ageMs": 3})
+
+    async def wait_open(self, count: int, timeout: float = 10) -> web.WebSocketResponse:
+        deadline = time.monotonic() + timeout
+        while len(self.sockets) < count:
+            assert time.monotonic() < deadline, f"{len(self.sockets)}/{count} connections"
+            await asyncio.sleep(0.02)
+        return self.sockets[count - 1]
+
+
+async def until(check, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def edge():
+    fake = await FakeEdge().start()
+    yield fake
+    await fake.stop()
+
+
+def config(edge: FakeEdge, **overrides: Any) -> ClientConfig:
+    settings: dict[str, Any] = {"wire_format": "json", "reconnect_interval": 0.05, **overrides}
+    return ClientConfig(url=f"ws://127.0.0.1:{edge.port}/ws", **settings)
+
+
+async def test_resubscribes_then_replays_offline_actions_in_order(edge):
+    # The top of each jitter range: the retry comes 0.5 s after the loss, well after the
+    # offline actions below.
+    client = TickwireClient(config(edge, reconnect_interval=0.5), uniform=lambda lo, hi: hi)
+    await client.subscribe(["AAPL"])  # before connect: queued
+    await client.connect()
+    await until(lambda: edge.connections and edge.connections[0])
+    assert edge.connections[0] == [{"action": "subscribe", "symbols": ["AAPL"]}]
+
+    await edge.sockets[0].close()
+    await until(lambda: client.state is not ConnectionState.OPEN)
+    await client.subscribe(["MSFT"])
+    await client.unsubscribe(["AAPL"])
+    assert len(edge.sockets) == 1
+    await edge.wait_open(2)
+    await until(lambda: len(edge.connections[1]) == 3)
+    assert edge.connections[1] == [
+        {"action": "subscribe", "symbols": ["AAPL"]},
+        {"action": "subscribe", "symbols": ["MSFT"]},
+        {"action": "unsubscribe", "symbols": ["AAPL"]},
+    ]
+    await client.disconnect()
+
+
+async def test_honours_retry_after_from_a_draining_edge(edge):
+    client = TickwireClient(config(edge))
+    await client.connect()
+    ws = await edge.wait_open(1)
+    await ws.send_json({"type": "reconnect", "reason": "draining", "retryAfterMs": 800})
+    closed_at = time.monotonic()
+    await ws.close(code=1001)
+    await edge.wait_open(2)
+    assert time.monotonic() - closed_at >= 0.75
+    await client.disconnect()
+
+
+async def test_drops_stale_updates_and_refetches_on_a_gap(edge):
+    client = TickwireClient(config(edge))
+    updates = client.updates()
+    await client.subscribe(["AAPL"])
+    await client.connect()
+    ws = await edge.wait_open(1)
+    for seq, snapshot in ((5, True), (5, False), (4, False), (6, False), (9, False)):
+        message = {"type": "price_update", "symbol": "AAPL", "data": quote("AAPL", 100 + seq),
+                   "seq": seq, "epoch": "e1", "timestamp": "t"}
+        if snapshot:
+            message["snapshot"] = True
+        await ws.send_json(message)
+    got: list[Update] = [await asyncio.wait_for(anext(updates), 5) for _ in range(4)]
+    assert [(u.seq, u.snapshot, u.real_time) for u in got] == [
+        (5, True, True), (6, False, True), (9, False, True), (99, True, False)]
+    assert edge.rest_calls == ["AAPL"] and client.metrics().gaps_detected == 1
+    await until(lambda: client.latency > 0)
+    await client.disconnect()
+
+
+async def test_without_auto_reconnect_a_failed_connect_raises():
+    from tickwire.client import ConnectionFailed
+
+    client = TickwireClient(ClientConfig(url="ws://127.0.0.1:9/ws", enable_auto_reconnect=False,
+                                         connect_timeout=2))
+    with pytest.raises(ConnectionFailed):
+        await client.connect()
+    assert client.state is ConnectionState.CLOSED
+    await client.disconnect()
