@@ -172,6 +172,9 @@ def test_prometheus_scrapes_every_metrics_endpoint(compose):
         for static in job["static_configs"]:
             for target in static["targets"]:
                 targets[target] = static.get("labels", {}).get("tickwire_service")
+    for target in targets:
+        host = target.rpartition(":")[0]
+        assert host == "localhost" or host in compose["services"], f"scrape target {target}: no such service"
     for name, directory in TICKWIRE.items():
         assert targets.get(f"{name}:{SERVICES[directory][3]}") == directory, f"{name} is not scraped"
     rules = [target for target in mounts if target.startswith("/etc/prometheus/rules/")]

@@ -289,7 +289,9 @@ def test_service_monitor_labels_targets_like_compose(rendered_by_name):
     (["--set", "edge.terminationGracePeriodSeconds=20"], "must exceed edge.preStopSleepSeconds"),
     (["--set", "redis.enabled=false"], "redis.url is required"),
     (["--set", "kafka.enabled=false"], "kafka.bootstrapServers is required"),
-    (["--set", "ingress.timeoutSeconds=60"], "at least 3600"),
+    (["--set", "ingress.timeoutSeconds=60"], "/ingress/timeoutSeconds"),
+    (["--set", "edge.replica=3"], "additional properties 'replica' not allowed"),
+    (["--set", "kafka.bootstrapServers=kafka"], "/kafka/bootstrapServers"),
 ])
 def test_a_broken_configuration_does_not_render(helm, overrides, message):
     result = run_helm(helm, "template", "tickwire", str(CHART), "--kube-version", "1.30.0", *overrides)
