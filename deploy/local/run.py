@@ -44,7 +44,12 @@ def main() -> int:
         track(start_kafka(KAFKA_PORT, CONTROLLER_PORT, RUN_DIR / "kafka"))
         launcher = ServiceLauncher(f"redis://127.0.0.1:{REDIS_PORT}/0",
                                    f"127.0.0.1:{KAFKA_PORT}", RUN_DIR / "logs",
-                                   env={"TICKWIRE_LOG_FORMAT": os.environ.get("TICKWIRE_LOG_FORMAT", "text")})
+                                   env={
+                                       "TICKWIRE_LOG_FORMAT": os.environ.get("TICKWIRE_LOG_FORMAT", "text"),
+                                       # HAProxy adds X-Forwarded-For: per-client limits see clients.
+                                       "TICKWIRE_EDGE_TRUSTED_PROXIES": os.environ.get(
+                                           "TICKWIRE_EDGE_TRUSTED_PROXIES", "127.0.0.1"),
+                                   })
         print("starting registry, ingestor, edges ...", flush=True)
         track(launcher.registry(REGISTRY_PORT))
         track(launcher.ingestor(INGESTOR_PORT))

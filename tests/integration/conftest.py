@@ -107,3 +107,12 @@ def stack(redis_url: str, kafka_bootstrap: str, tmp_path: Path) -> Iterator[Stac
     yield Stack(launcher, started, tmp_path, start_haproxy)
     for process in reversed(started):
         process.stop()
+
+
+@pytest.fixture
+async def injector(redis_url: str):
+    from integration.ticks import Injector
+
+    injector = Injector(redis_url)
+    yield injector
+    await injector.close()

@@ -7,6 +7,7 @@ fast, 503 for an address holding too many connections.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 
 from aiohttp import web
@@ -30,7 +31,7 @@ class Refused(Exception):
 class Admission:
     def __init__(self, settings: EdgeSettings):
         self._origins = settings.origins()
-        self._proxies = settings.proxies()
+        self._proxies = [ipaddress.ip_network(p, strict=False) for p in settings.proxies()]
         self.auth = Authenticator(settings)
         self._addresses = AddressAdmission(settings.max_connections_per_ip,
                                            settings.connections_per_second_per_ip,
@@ -40,9 +41,16 @@ class Admission:
     def client_address(self, request: web.Request) -> str:
         peer = request.remote or ""
         forwarded = request.headers.get("X-Forwarded-For")
-        if forwarded and peer in self._proxies:
+        if forwarded and self._trusted(peer):
             return forwarded.split(",")[-1].strip() or peer
         return peer
+
+    def _trusted(self, peer: str) -> bool:
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(address in network for network in self._proxies)
 
     def authenticate(self, request: web.Request) -> Principal:
         try:

@@ -1,8 +1,9 @@
 """The edge's side of `market-data.subscriptions`: tell the registry what this edge holds.
 
-Events are sent without waiting for Kafka's acknowledgement: the producer is idempotent
-and retries, and every `registry_heartbeat_seconds` an `edge_heartbeat` carries the
-edge's whole symbol set, so an event lost to a broker outage heals itself.
+Never blocks the caller: events go into a bounded queue that one task hands to Kafka, so
+a broker outage slows nothing on the client path. The producer is idempotent and
+retries; an event dropped on overflow or lost in an outage heals itself, because every
+`registry_heartbeat_seconds` an `edge_heartbeat` carries the edge's whole symbol set.
 """
 
 from __future__ import annotations
@@ -22,14 +23,16 @@ from tickwire.core.events import SubscriptionEvent, SubscriptionEventType
 log = logging.getLogger(__name__)
 
 EVENTS_FAILED = Counter("tickwire_edge_subscription_events_failed_total",
-                        "Subscription events Kafka did not take (healed by heartbeats)")
+                        "Subscription events not delivered to Kafka (healed by heartbeats)",
+                        ["reason"])
 
 
 class Announcements:
-    def __init__(self, producer: AIOKafkaProducer, edge_id: str):
+    def __init__(self, producer: AIOKafkaProducer, edge_id: str, queue_size: int = 50_000):
         self._producer = producer
         self.edge_id = edge_id
         self._last_ts = 0
+        self._queue: asyncio.Queue[SubscriptionEvent] = asyncio.Queue(queue_size)
         self.kafka_ok = True
 
     def _ts(self) -> int:
@@ -37,44 +40,59 @@ class Announcements:
         self._last_ts = max(int(time.time() * 1000), self._last_ts + 1)
         return self._last_ts
 
-    async def subscribed(self, symbols: Iterable[str]) -> None:
+    def subscribed(self, symbols: Iterable[str]) -> None:
         for symbol in symbols:
-            await self._send(SubscriptionEvent(SubscriptionEventType.SUBSCRIBE, self.edge_id,
-                                               symbol=symbol, ts=self._ts()))
+            self._enqueue(SubscriptionEvent(SubscriptionEventType.SUBSCRIBE, self.edge_id,
+                                            symbol=symbol, ts=self._ts()))
 
-    async def unsubscribed(self, symbols: Iterable[str]) -> None:
+    def unsubscribed(self, symbols: Iterable[str]) -> None:
         for symbol in symbols:
-            await self._send(SubscriptionEvent(SubscriptionEventType.UNSUBSCRIBE, self.edge_id,
-                                               symbol=symbol, ts=self._ts()))
+            self._enqueue(SubscriptionEvent(SubscriptionEventType.UNSUBSCRIBE, self.edge_id,
+                                            symbol=symbol, ts=self._ts()))
 
-    async def heartbeat(self, symbols: Iterable[str]) -> None:
-        await self._send(SubscriptionEvent(SubscriptionEventType.EDGE_HEARTBEAT, self.edge_id,
-                                           symbols=tuple(sorted(symbols)), ts=self._ts()))
+    def heartbeat(self, symbols: Iterable[str]) -> None:
+        self._enqueue(SubscriptionEvent(SubscriptionEventType.EDGE_HEARTBEAT, self.edge_id,
+                                        symbols=tuple(sorted(symbols)), ts=self._ts()))
 
-    async def edge_down(self, timeout: float = 5.0) -> None:
-        """Sent at shutdown and waited for: the registry drops this edge at once."""
-        event = SubscriptionEvent(SubscriptionEventType.EDGE_DOWN, self.edge_id, ts=self._ts())
+    def _enqueue(self, event: SubscriptionEvent) -> None:
         try:
-            delivery = await self._producer.send(names.SUBSCRIPTIONS_TOPIC, key=event.key(),
-                                                 value=event.encode())
-            await asyncio.wait_for(delivery, timeout)
-        except (KafkaError, asyncio.TimeoutError) as exc:
-            log.warning("edge_down not delivered; the lease will expire",
-                        extra={"error": repr(exc)})
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            EVENTS_FAILED.labels("overflow").inc()
 
     async def heartbeat_loop(self, symbols: Callable[[], Iterable[str]], interval: float) -> None:
         while True:
-            await self.heartbeat(symbols())
+            self.heartbeat(symbols())
             await asyncio.sleep(interval)
 
-    async def _send(self, event: SubscriptionEvent) -> None:
+    async def run(self) -> None:
+        """Hand queued events to the producer, in order, until cancelled."""
+        while True:
+            event = await self._queue.get()
+            try:
+                delivery = await self._producer.send(names.SUBSCRIPTIONS_TOPIC, key=event.key(),
+                                                     value=event.encode())
+            except KafkaError as exc:
+                self._failed(exc)
+                continue
+            delivery.add_done_callback(self._delivered)
+
+    async def edge_down(self, timeout: float = 5.0) -> None:
+        """Sent at shutdown after what is queued, and waited for: the registry drops this
+        edge at once instead of waiting for its lease to expire."""
+        event = SubscriptionEvent(SubscriptionEventType.EDGE_DOWN, self.edge_id, ts=self._ts())
         try:
-            delivery = await self._producer.send(names.SUBSCRIPTIONS_TOPIC, key=event.key(),
-                                                 value=event.encode())
-        except KafkaError as exc:
-            self._failed(exc)
-            return
-        delivery.add_done_callback(self._delivered)
+            async with asyncio.timeout(timeout):
+                while not self._queue.empty():
+                    queued = self._queue.get_nowait()
+                    await self._producer.send(names.SUBSCRIPTIONS_TOPIC, key=queued.key(),
+                                              value=queued.encode())
+                delivery = await self._producer.send(names.SUBSCRIPTIONS_TOPIC, key=event.key(),
+                                                     value=event.encode())
+                await delivery
+        except (KafkaError, TimeoutError) as exc:
+            log.warning("edge_down not delivered; the lease will expire",
+                        extra={"error": repr(exc)})
 
     def _delivered(self, delivery: asyncio.Future) -> None:
         if delivery.cancelled():
@@ -86,5 +104,5 @@ class Announcements:
 
     def _failed(self, exc: BaseException) -> None:
         self.kafka_ok = False
-        EVENTS_FAILED.inc()
+        EVENTS_FAILED.labels("kafka").inc()
         log.warning("subscription event not delivered", extra={"error": repr(exc)})

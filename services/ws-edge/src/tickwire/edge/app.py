@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from tickwire.core.eventlog import event_producer
+from tickwire.core.eventlog import ensure_topics, event_producer, tickwire_topics
 from tickwire.core.service import add_probes
 from tickwire.core.tickbus import RedisTickBus, redis_client
 from tickwire.edge.announcements import Announcements
@@ -32,6 +32,10 @@ QUOTES = web.AppKey("quotes", QuoteRoutes)
 
 async def _node(app: web.Application):
     settings = app[SETTINGS]
+    await ensure_topics(settings.kafka_bootstrap_servers,
+                        tickwire_topics(settings.subscriptions_partitions,
+                                        settings.active_symbols_partitions),
+                        settings.kafka_replication_factor)
     redis = redis_client(settings.redis_url)
     producer = event_producer(settings.kafka_bootstrap_servers, f"edge-{settings.edge_id}")
     await producer.start()
@@ -42,6 +46,7 @@ async def _node(app: web.Application):
     app[QUOTES] = QuoteRoutes(node)
     tasks = [
         asyncio.create_task(bus.run(), name="tick-listener"),
+        asyncio.create_task(announcements.run(), name="announcements"),
         asyncio.create_task(announcements.heartbeat_loop(node.hub.symbols,
                                                          settings.registry_heartbeat_seconds),
                             name="edge-heartbeat"),

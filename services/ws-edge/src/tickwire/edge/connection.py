@@ -146,10 +146,13 @@ class WebSocketEndpoint:
     @staticmethod
     def _within_rate(session: Session) -> bool:
         """One RATE_LIMIT_EXCEEDED per episode of excess; messages over the rate are
-        dropped unanswered (answering each would amplify the abuse)."""
+        dropped unanswered (answering each would amplify the abuse). An episode ends only
+        when the client has calmed down enough for its bucket to refill."""
         now = time.monotonic()
-        if session.inbound.take(now):
-            session.rate_limited_since = None
+        bucket = session.inbound
+        if bucket.take(now):
+            if session.rate_limited_since is not None and bucket.tokens >= bucket.burst - 1:
+                session.rate_limited_since = None
             return True
         if session.rate_limited_since is None:
             session.rate_limited_since = now

@@ -56,7 +56,7 @@ class Hub:
                 else:
                     for symbol in new:
                         self._subscribers[symbol] = set()
-                    await self._announcements.subscribed(new)
+                    self._announcements.subscribed(new)
             for symbol in symbols:
                 if symbol in self._subscribers:
                     self._subscribers[symbol].add(session)
@@ -79,7 +79,7 @@ class Hub:
                     emptied.append(symbol)
             if emptied:
                 await self._bus.unsubscribe([names.tick_channel(s) for s in emptied])
-                await self._announcements.unsubscribed(emptied)
+                self._announcements.unsubscribed(emptied)
             SYMBOLS.set(len(self._subscribers))
 
     def watchers(self, symbol: str) -> set[Session]:

@@ -88,6 +88,9 @@ class Throttle:
     def __bool__(self) -> bool:
         return bool(self._interval)
 
+    def limits(self, symbol: str) -> bool:
+        return symbol in self._interval
+
     def due_at(self, symbol: str) -> float:
         return self._next.get(symbol, 0.0)
 

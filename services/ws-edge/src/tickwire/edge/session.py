@@ -3,9 +3,11 @@
 Guarantees:
 - Per symbol, updates leave in `seq` order; within an epoch a `seq` is never sent twice
   and never after a newer one; a new epoch (the sequence restarted) is followed.
-- Bounded memory: control messages (acks, errors, pongs) queue in order up to a limit;
-  updates CONFLATE to the newest pending one per symbol. A slow client converges to the
-  latest prices and never holds back anyone else.
+- No gaps for a client that keeps up: a burst of ticks queues in full while the writer
+  is free. Bounded memory for one that does not: once a write waits on the peer, or more
+  than `queue_limit` updates are pending, updates CONFLATE to the newest pending one per
+  symbol. A slow client converges to the latest prices and never holds back anyone else.
+  Control messages (acks, errors, pongs) queue in order up to a limit.
 - Control messages queued before an update was offered are written before it.
 - Pending updates go out together: one `batch_update` frame on a socket.
 - With `maxHz` a symbol is sent at most that often, always its newest value.
@@ -41,8 +43,8 @@ _PING = object()  # a queued WebSocket ping, written by the writer like any fram
 
 class Session:
     def __init__(self, client_id: str, sink: Sink, *, max_symbols: int = 500,
-                 control_limit: int = 256, rate: float = 50.0, burst: float = 100.0,
-                 address: str = ""):
+                 control_limit: int = 256, queue_limit: int = 256, rate: float = 50.0,
+                 burst: float = 100.0, address: str = ""):
         self.client_id = client_id
         self.sink = sink
         self.binary = sink.binary
@@ -56,7 +58,10 @@ class Session:
         self.blocked_since: float | None = None  # set while a write waits on the peer
         self.closed = False
         self._last: dict[str, tuple[str, int]] = {}  # symbol → (epoch, seq) last offered
-        self._pending: dict[str, tuple[TickFrames | None, Tick, bool]] = {}
+        # symbol → its pending updates in seq order (one, once conflating)
+        self._pending: dict[str, list[tuple[TickFrames | None, Tick, bool]]] = {}
+        self._pending_count = 0
+        self._queue_limit = queue_limit
         self._control: deque[Any] = deque()
         self._control_limit = control_limit
         self._throttle = Throttle()
@@ -85,9 +90,19 @@ class Session:
         if last is not None and not tick.is_newer_than(*last):
             return False
         self._last[tick.symbol] = (tick.epoch, tick.seq)
-        if tick.symbol in self._pending:
-            CONFLATED.inc()
-        self._pending[tick.symbol] = (frames, tick, snapshot)
+        entry = (frames, tick, snapshot)
+        queued = self._pending.get(tick.symbol)
+        if queued is None:
+            self._pending[tick.symbol] = [entry]
+            self._pending_count += 1
+        elif (self.blocked_since is None and self._pending_count < self._queue_limit
+              and not self._throttle.limits(tick.symbol)):
+            queued.append(entry)
+            self._pending_count += 1
+        else:
+            CONFLATED.inc(len(queued))
+            self._pending_count -= len(queued) - 1
+            self._pending[tick.symbol] = [entry]
         self._wake.set()
         return True
 
@@ -98,13 +113,13 @@ class Session:
 
     def forget(self, symbol: str) -> None:
         """After an unsubscribe: drop what is pending; start afresh if it comes back."""
-        self._pending.pop(symbol, None)
+        self._pending_count -= len(self._pending.pop(symbol, ()))
         self._last.pop(symbol, None)
         self._throttle.clear(symbol)
 
     @property
     def pending_updates(self) -> int:
-        return len(self._pending)
+        return self._pending_count
 
     # -- the writer -------------------------------------------------------------------
 
@@ -159,7 +174,8 @@ class Session:
             due, self._pending = self._pending, {}
         if not due:
             return
-        entries = list(due.values())
+        entries = [entry for queued in due.values() for entry in queued]
+        self._pending_count -= len(entries)
         if self.sink.batching or len(entries) == 1:
             frame, kind = self._update_frame(entries)
             await self._write(frame, kind)

@@ -1,3 +1,4 @@
+import ipaddress
 import os
 import socket
 import uuid
@@ -41,8 +42,8 @@ class EdgeSettings(ServiceSettings):
     max_connections_per_ip: int = Field(1000, ge=1)
     connections_per_second_per_ip: float = Field(50.0, gt=0)
     connection_burst_per_ip: float = Field(100.0, ge=1)
-    trusted_proxies: str = Field("", description="comma-separated peer addresses whose "
-                                                 "X-Forwarded-For is believed")
+    trusted_proxies: str = Field("", description="comma-separated addresses or CIDR ranges of "
+                                                 "proxies whose X-Forwarded-For is believed")
     allowed_origins: str = Field("", description="comma-separated; empty allows any Origin")
     compression: bool = True
 
@@ -57,6 +58,16 @@ class EdgeSettings(ServiceSettings):
     @classmethod
     def _tiers(cls, value: str) -> str:
         parse_tiers(value)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for item in filter(None, (p.strip() for p in value.split(","))):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an address or CIDR range") from None
         return value
 
     @field_validator("jwt_public_key")
