@@ -3,10 +3,13 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.local/bin:$(PATH)
 PYTEST := uv run --frozen pytest
 
-.PHONY: install run down test test-unit test-integration bench
+.PHONY: install install-test run down test test-web test-unit test-integration test-deploy bench
 
 install:
 	@deploy/local/install.sh
+
+install-test:
+	@deploy/local/install.sh --test
 
 run: install
 	@uv run --frozen python deploy/local/run.py
@@ -17,11 +20,18 @@ down:
 	  rm -f .run/pids; \
 	else echo "nothing left running"; fi
 
-test: install
+# Everything: the web client's type check and Vitest suite, then every Python tier.
+test: install-test test-web
 	@$(PYTEST) -q
+
+test-web:
+	@libs/web-client/build.sh --test
 
 test-unit: install
 	@$(PYTEST) -q libs services
 
-test-integration: install
+test-integration: install-test
 	@$(PYTEST) -q tests/integration
+
+test-deploy: install-test
+	@$(PYTEST) -q tests/deploy

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Installs what tickwire needs on a fresh Debian machine, skipping what is there:
-# system packages (when root), uv, the Python workspace, and the Kafka jars (cached).
+# system packages (when root), uv, the Python workspace, the Kafka jars (cached) and the
+# dashboard bundle. `install.sh --test` adds what only the tests need: Chromium for the
+# browser test and helm for the chart checks (built once into ~/.cache/tickwire/helm).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
+tools="redis-server:redis-server haproxy:haproxy java:openjdk-17-jre-headless mvn:maven npm:npm"
+[ "${1:-}" = --test ] && tools="$tools chromium:chromium"
 need=()
-for pair in redis-server:redis-server haproxy:haproxy java:openjdk-17-jre-headless mvn:maven; do
+for pair in $tools; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || need+=("${pair##*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -24,3 +28,7 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 uv sync --frozen --quiet
 uv run --frozen python -c "from tickwire.localstack import ensure_kafka_jars; ensure_kafka_jars()"
+libs/web-client/build.sh >/dev/null
+if [ "${1:-}" = --test ]; then
+  deploy/k8s/install-helm.sh >/dev/null
+fi
