@@ -14,6 +14,7 @@ ACTIVE_SYMBOLS_KEY = "market-data:active-symbols"
 EDGES_KEY = "market-data:edges"
 REGISTRY_OUTBOX_KEY = "market-data:registry:outbox"
 REGISTRY_LEADER_KEY = "market-data:registry:leader"
+REGISTRY_PROGRESS_KEY = "market-data:registry:progress"  # hash partition -> caught-up time (ms)
 
 # Kafka
 SUBSCRIPTIONS_TOPIC = "market-data.subscriptions"
@@ -52,7 +53,7 @@ def edge_symbols_key(edge_id: str) -> str:
 
 
 def edge_lease_key(edge_id: str) -> str:
-    """A key with a TTL: while it exists the edge counts as alive."""
+    """Hash {seen, heartbeat}: the edge's clock at its newest event and newest heartbeat."""
     return f"market-data:edge:{edge_id}:lease"
 
 

@@ -1,34 +1,66 @@
 """Publishes the registry's outbox to `market-data.active-symbols`, in order.
 
-One registry replica at a time holds the leader lease and publishes, so announcements
-of one symbol never overtake each other. An entry leaves the outbox only after Kafka
-acknowledged it: a crash in between re-sends it (at-least-once; the compacted topic and
-the ingestors treat a repeated state as a no-op).
+Guarantees:
+- One replica at a time holds the leader lease and publishes, so the announcements of
+  a symbol are sent in the order its transitions happened (all go to one partition).
+- An entry leaves the outbox only after Kafka acknowledged it, and only while this
+  replica still holds the lease (checked atomically with the removal): an outage or a
+  crash delays or repeats announcements, it never drops one.
+- Without a crash or a change of leader in the middle of a batch, each change of
+  activity is published exactly once. A repeat carries a state that consumers already
+  have (the topic is compacted; ingestors treat a repeated state as a no-op).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Sequence
 
 import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
-from redis.exceptions import RedisError
 
 from tickwire.core import names
-from tickwire.core.eventlog import KafkaError
+from tickwire.registry.metrics import ANNOUNCEMENTS, LEADER, OUTBOX
+from tickwire.registry.retry import KAFKA_ERRORS, REDIS_ERRORS, forever
 
 log = logging.getLogger(__name__)
 
-_RENEW_IF_OWNER = """
+# KEYS: leader. ARGV: replica, ttl_ms. Renews the lease if held, else takes it if free.
+_CLAIM = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
 """
 
+# KEYS: leader, outbox. ARGV: replica, n. Drops the first n entries if still the leader.
+_TRIM = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('LTRIM', KEYS[2], tonumber(ARGV[2]), -1)
+return 1
+"""
+
+# KEYS: leader. ARGV: replica.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 BATCH = 200
+# How often the leader looks at the outbox when no local change woke it: changes
+# applied by other replicas land there too.
+POLL_SECONDS = 0.25
+
+
+def acknowledged_prefix(results: Sequence[object]) -> int:
+    """How many leading sends succeeded: those entries may leave the outbox."""
+    for count, result in enumerate(results):
+        if isinstance(result, BaseException):
+            return count
+    return len(results)
 
 
 class Announcer:
@@ -38,48 +70,81 @@ class Announcer:
         self._producer = producer
         self._replica_id = replica_id
         self._ttl_ms = int(leader_ttl_seconds * 1000)
-        self._claim = redis.register_script(_RENEW_IF_OWNER)
+        self._claim = redis.register_script(_CLAIM)
+        self._trim = redis.register_script(_TRIM)
+        self._release = redis.register_script(_RELEASE)
         self.is_leader = False
-        self.announced = 0
 
-    async def run(self, wake: asyncio.Event) -> None:
-        """Until cancelled: hold or wait for the leader lease, publish the outbox."""
+    async def run(self, wake: asyncio.Event, finishing: asyncio.Event) -> None:
+        """Hold or wait for the leader lease; while held, publish the outbox whenever
+        `wake` is set and every POLL_SECONDS otherwise. Once `finishing` is set, make one
+        last pass and return (at shutdown, so nothing this replica applied is left for
+        the next leader to repeat)."""
+        retrying = forever("announce", REDIS_ERRORS + KAFKA_ERRORS, self._lost_lease)
         while True:
-            try:
-                self.is_leader = bool(await self._claim(
-                    keys=[names.REGISTRY_LEADER_KEY], args=[self._replica_id, self._ttl_ms]))
-                if self.is_leader:
-                    while await self._publish_batch():
-                        pass
-            except (RedisError, OSError, KafkaError) as exc:
-                log.warning("announcer cannot publish; retrying", extra={"error": repr(exc)})
-                self.is_leader = False
             wake.clear()
-            try:
-                await asyncio.wait_for(wake.wait(), timeout=self._ttl_ms / 3000)
-            except asyncio.TimeoutError:
-                pass
+            last = finishing.is_set()
+            await retrying(self.publish_pending)
+            if last:
+                return
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wake.wait(), POLL_SECONDS)
 
-    async def _publish_batch(self) -> bool:
+    async def publish_pending(self) -> int:
+        """If this replica is (or becomes) the leader, publish the whole outbox; returns
+        how many entries were published."""
+        self._set_leader(bool(await self._claim(keys=[names.REGISTRY_LEADER_KEY],
+                                                args=[self._replica_id, self._ttl_ms])))
+        published = 0
+        while self.is_leader:
+            sent = await self._publish_batch()
+            published += sent
+            if sent < BATCH:
+                break
+        return published
+
+    async def _publish_batch(self) -> int:
         entries = await self._redis.lrange(names.REGISTRY_OUTBOX_KEY, 0, BATCH - 1)
+        OUTBOX.set(await self._redis.llen(names.REGISTRY_OUTBOX_KEY))
         if not entries:
-            return False
-        sends = []
-        for entry in entries:
-            symbol = orjson.loads(entry)["symbol"]
-            sends.append(await self._producer.send(
-                names.ACTIVE_SYMBOLS_TOPIC, key=symbol.encode(), value=bytes(entry)))
-        await asyncio.gather(*sends)
-        await self._redis.ltrim(names.REGISTRY_OUTBOX_KEY, len(entries), -1)
-        self.announced += len(entries)
-        return len(entries) == BATCH
+            return 0
+        deliveries = []
+        try:
+            for entry in entries:
+                key = orjson.loads(entry)["symbol"].encode()
+                deliveries.append(await self._producer.send(names.ACTIVE_SYMBOLS_TOPIC,
+                                                            key=key, value=bytes(entry)))
+        finally:
+            # Whatever was handed to the producer is awaited, so an entry Kafka took is
+            # removed even when a later send failed.
+            results = await asyncio.gather(*deliveries, return_exceptions=True)
+            done = acknowledged_prefix(results)
+            if done:
+                await self._remove(done)
+        if done < len(entries):
+            raise next(r for r in results if isinstance(r, BaseException))
+        return done
+
+    async def _remove(self, count: int) -> None:
+        if await self._trim(keys=[names.REGISTRY_LEADER_KEY, names.REGISTRY_OUTBOX_KEY],
+                            args=[self._replica_id, count]):
+            ANNOUNCEMENTS.inc(count)
+        else:
+            # Lost the lease mid-batch: the new leader publishes these entries again.
+            self._set_leader(False)
+            log.warning("leader lease lost while publishing; %d entries will be repeated", count)
 
     async def release(self) -> None:
-        """Give up the leader lease at shutdown so another replica takes over at once."""
-        if self.is_leader:
-            try:
-                owner = await self._redis.get(names.REGISTRY_LEADER_KEY)
-                if owner and owner.decode() == self._replica_id:
-                    await self._redis.delete(names.REGISTRY_LEADER_KEY)
-            except (RedisError, OSError):
-                pass
+        """Give up the leader lease (at shutdown) so another replica takes over at once."""
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self._release(keys=[names.REGISTRY_LEADER_KEY], args=[self._replica_id])
+        self._set_leader(False)
+
+    def _lost_lease(self, _: BaseException) -> None:
+        self._set_leader(False)
+
+    def _set_leader(self, leader: bool) -> None:
+        if leader != self.is_leader:
+            log.info("%s the announcer leader lease", "holding" if leader else "not holding")
+        self.is_leader = leader
+        LEADER.set(int(leader))

@@ -1,13 +1,23 @@
-"""The registry's state in Redis: every transition is one atomic Lua script.
+"""The registry's state in Redis (DESIGN.md §4) and every read and write of it.
+
+Model. Each edge event carries the edge's own clock `ts`, strictly increasing per edge.
+For every (edge, symbol) the newest event that speaks about the pair decides whether the
+edge holds the symbol: a subscribe/unsubscribe speaks about its symbol, a heartbeat about
+every symbol (those in its set are held, all others are not), an `edge_down` says "none".
+Events up to an `edge_down` (or up to the last event of an expired edge) are closed
+history: late copies are ignored, while a newer incarnation of the same edge id counts.
 
 Guarantees:
-- Idempotent: applying an event twice, or replaying the whole topic, yields the same sets.
-- Ordered per (edge, symbol) by the edge's `ts`: an event older than the newest one
-  already applied for that pair is stale and ignored, so reordering across partitions
-  (subscribe keyed by symbol, heartbeats keyed by edge) cannot resurrect a symbol.
-- A symbol is in the active set exactly while at least one edge holds it. Every change
-  of activity appends the new state to an outbox list in the same script; `Announcer`
-  publishes the outbox to Kafka in order.
+- Each event is one atomic Lua script (`lua.py`), so concurrent replicas never interleave
+  inside a transition.
+- Idempotent and order-independent: applying an event twice, replaying the topic, or
+  reading the partitions (symbol-keyed subscribes, edge-keyed heartbeats) in any
+  interleaving yields the same sets.
+- A symbol is in the active set exactly while at least one edge holds it. Each change of
+  activity is appended to the outbox in the same script, and only a change is:
+  `Announcer` publishes the outbox in order.
+- An edge is removed by `expire` only when its newest event is older than a cutoff the
+  caller derives from how far every partition has been read (see `expiry`).
 """
 
 from __future__ import annotations
@@ -18,142 +28,78 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from tickwire.core import names
-from tickwire.core.events import SubscriptionEvent, SubscriptionEventType
+from tickwire.core.events import SubscriptionEvent
+from tickwire.registry import lua
 
-# KEYS: edge_symbols, stamps, lease, tombstone, edges, active, outbox
-# ARGV: kind, edge, ts, lease_ms, now_ms, tombstone_s, sym_prefix, sym_suffix, symbols...
-_APPLY = """
-local edge_symbols, stamps, lease, tombstone, edges, active, outbox =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local kind, edge = ARGV[1], ARGV[2]
-local ts, lease_ms, now = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local tombstone_s, prefix, suffix = tonumber(ARGV[6]), ARGV[7], ARGV[8]
-local changed = 0
 
-local function announce(symbol, is_active, count)
-  redis.call('RPUSH', outbox, cjson.encode({v=1, symbol=symbol, active=is_active,
-                                            subscribers=count, ts=now}))
-  changed = changed + 1
-end
-
-local function add(symbol)
-  local key = prefix .. symbol .. suffix
-  if redis.call('SADD', key, edge) == 1 then
-    redis.call('SADD', edge_symbols, symbol)
-    if redis.call('SCARD', key) == 1 then
-      redis.call('SADD', active, symbol)
-      announce(symbol, true, 1)
-    end
-  end
-end
-
-local function remove(symbol)
-  local key = prefix .. symbol .. suffix
-  if redis.call('SREM', key, edge) == 1 then
-    redis.call('SREM', edge_symbols, symbol)
-    local left = redis.call('SCARD', key)
-    if left == 0 then
-      redis.call('SREM', active, symbol)
-      announce(symbol, false, 0)
-    end
-  end
-end
-
--- Takes the (edge, symbol) pair to time `ts` unless a newer event was applied already.
-local function fresh(symbol)
-  local last = tonumber(redis.call('HGET', stamps, symbol) or '-1')
-  if last > ts then return false end
-  redis.call('HSET', stamps, symbol, ts)
-  return true
-end
-
-local function remove_edge()
-  for _, symbol in ipairs(redis.call('SMEMBERS', edge_symbols)) do remove(symbol) end
-  redis.call('DEL', edge_symbols, stamps, lease)
-  redis.call('SREM', edges, edge)
-end
-
-if kind == 'expire' then
-  if redis.call('EXISTS', lease) == 0 then remove_edge() end
-  return changed
-end
-if redis.call('EXISTS', tombstone) == 1 then return changed end
-if kind == 'edge_down' then
-  remove_edge()
-  redis.call('SET', tombstone, ts, 'EX', tombstone_s)
-  return changed
-end
-
--- Any other event proves the edge was alive at `ts`: extend its lease from then.
-redis.call('SADD', edges, edge)
-local remaining = ts + lease_ms - now
-if remaining > 0 then
-  local current = redis.call('PTTL', lease)
-  if current < remaining then redis.call('SET', lease, ts, 'PX', math.floor(remaining)) end
-end
-
-if kind == 'subscribe' then
-  if fresh(ARGV[9]) then add(ARGV[9]) end
-elseif kind == 'unsubscribe' then
-  if fresh(ARGV[9]) then remove(ARGV[9]) end
-elseif kind == 'edge_heartbeat' then
-  local wanted = {}
-  for i = 9, #ARGV do wanted[ARGV[i]] = true end
-  for symbol, _ in pairs(wanted) do
-    if fresh(symbol) then add(symbol) end
-  end
-  for _, symbol in ipairs(redis.call('SMEMBERS', edge_symbols)) do
-    if not wanted[symbol] and fresh(symbol) then remove(symbol) end
-  end
-end
-return changed
-"""
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    changed: int   # symbols whose activity changed
+    stale: bool    # the event was older than what it speaks about and changed nothing
 
 
 @dataclass(frozen=True, slots=True)
 class EdgeInfo:
     edge_id: str
-    lease_age_ms: int | None  # time since the edge last proved alive; None: lease gone
+    lease_age_ms: int | None  # time since the edge's newest event; None if never heard
     symbols: int
 
 
 class RegistryState:
-    def __init__(self, redis: aioredis.Redis, lease_seconds: float, tombstone_seconds: int):
+    def __init__(self, redis: aioredis.Redis, tombstone_seconds: int):
         self._redis = redis
-        self._lease_ms = int(lease_seconds * 1000)
         self._tombstone_s = tombstone_seconds
-        self._apply = redis.register_script(_APPLY)
+        self._apply = redis.register_script(lua.APPLY)
+        self._expire = redis.register_script(lua.EXPIRE)
 
-    async def apply(self, event: SubscriptionEvent) -> int:
-        """Apply one event; returns how many symbols changed activity."""
+    async def apply(self, event: SubscriptionEvent, fallback_ts: int) -> Outcome:
+        """Apply one event. `fallback_ts` (the Kafka record's timestamp) stands in for a
+        missing `ts`, so a replay orders such an event exactly as the first pass did."""
         symbols = [event.symbol] if event.symbol else list(event.symbols)
-        return await self._run(str(event.type), event.edge_id, event.ts or _now_ms(), symbols)
+        changed, stale = await self._apply(
+            keys=self._keys(event.edge_id),
+            args=[*self._common(event.edge_id), str(event.type), event.ts or fallback_ts, *symbols])
+        return Outcome(int(changed), bool(stale))
 
-    async def expire(self, edge_id: str) -> int:
-        """Remove `edge_id` if its lease has run out (a no-op for a live edge)."""
-        return await self._run("expire", edge_id, _now_ms(), [])
+    async def expire(self, edge_id: str, cutoff_ms: int) -> tuple[bool, int]:
+        """Remove `edge_id` if its newest event is older than `cutoff_ms` (edge clock);
+        returns whether it was removed and how many symbols became inactive."""
+        removed, changed = await self._expire(keys=self._keys(edge_id),
+                                              args=[*self._common(edge_id), cutoff_ms])
+        return bool(removed), int(changed)
 
-    async def _run(self, kind: str, edge_id: str, ts: int, symbols: list[str]) -> int:
-        keys = [
-            names.edge_symbols_key(edge_id), names.edge_stamps_key(edge_id),
-            names.edge_lease_key(edge_id), names.edge_down_key(edge_id), names.EDGES_KEY,
-            names.ACTIVE_SYMBOLS_KEY, names.REGISTRY_OUTBOX_KEY,
-        ]
-        args = [kind, edge_id, ts, self._lease_ms, _now_ms(), self._tombstone_s,
-                names.SYMBOL_EDGES_PREFIX, names.SYMBOL_EDGES_SUFFIX, *symbols]
-        return int(await self._apply(keys=keys, args=args))
+    def _keys(self, edge_id: str) -> list[str]:
+        return [names.edge_symbols_key(edge_id), names.edge_stamps_key(edge_id),
+                names.edge_lease_key(edge_id), names.edge_down_key(edge_id), names.EDGES_KEY,
+                names.ACTIVE_SYMBOLS_KEY, names.REGISTRY_OUTBOX_KEY]
 
-    async def edges_without_lease(self) -> list[str]:
+    def _common(self, edge_id: str) -> list[object]:
+        return [edge_id, now_ms(), self._tombstone_s, names.SYMBOL_EDGES_PREFIX,
+                names.SYMBOL_EDGES_SUFFIX]
+
+    # ---- how far the subscriptions topic has been read (written by each replica) ----
+
+    async def record_progress(self, caught_up_at: dict[int, int]) -> None:
+        await self._redis.hset(names.REGISTRY_PROGRESS_KEY,
+                               mapping={str(p): t for p, t in caught_up_at.items()})
+
+    async def progress(self) -> dict[int, int]:
+        raw = await self._redis.hgetall(names.REGISTRY_PROGRESS_KEY)
+        return {int(p): int(t) for p, t in raw.items()}
+
+    # ---- reads ----
+
+    async def last_seen(self) -> dict[str, int | None]:
+        """Every known edge and the edge-clock time of its newest event."""
         edges = sorted(m.decode() for m in await self._redis.smembers(names.EDGES_KEY))
-        if not edges:
-            return []
         async with self._redis.pipeline(transaction=False) as pipe:
             for edge in edges:
-                pipe.exists(names.edge_lease_key(edge))
-            leases = await pipe.execute()
-        return [edge for edge, has_lease in zip(edges, leases) if not has_lease]
+                pipe.hget(names.edge_lease_key(edge), "seen")
+            seen = await pipe.execute()
+        return {edge: int(s) if s else None for edge, s in zip(edges, seen)}
 
     async def active_symbols(self) -> list[tuple[str, int]]:
+        """Active symbols, sorted, with how many edges hold each."""
         symbols = sorted(m.decode() for m in await self._redis.smembers(names.ACTIVE_SYMBOLS_KEY))
         async with self._redis.pipeline(transaction=False) as pipe:
             for symbol in symbols:
@@ -162,21 +108,28 @@ class RegistryState:
         return list(zip(symbols, counts))
 
     async def symbol_edges(self, symbol: str) -> list[str]:
-        return sorted(m.decode() for m in await self._redis.smembers(names.symbol_edges_key(symbol)))
+        members = await self._redis.smembers(names.symbol_edges_key(symbol))
+        return sorted(m.decode() for m in members)
 
     async def edges(self) -> list[EdgeInfo]:
-        edges = sorted(m.decode() for m in await self._redis.smembers(names.EDGES_KEY))
+        seen = await self.last_seen()
         async with self._redis.pipeline(transaction=False) as pipe:
-            for edge in edges:
-                pipe.get(names.edge_lease_key(edge))
+            for edge in seen:
                 pipe.scard(names.edge_symbols_key(edge))
-            replies = await pipe.execute()
-        now = _now_ms()
-        return [
-            EdgeInfo(edge, now - int(stamp) if stamp else None, count)
-            for edge, stamp, count in zip(edges, replies[::2], replies[1::2])
-        ]
+            counts = await pipe.execute()
+        now = now_ms()
+        return [EdgeInfo(edge, None if stamp is None else max(0, now - stamp), count)
+                for (edge, stamp), count in zip(seen.items(), counts)]
+
+    async def sizes(self) -> tuple[int, int, int]:
+        """(active symbols, known edges, outbox entries): for the gauges."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.scard(names.ACTIVE_SYMBOLS_KEY)
+            pipe.scard(names.EDGES_KEY)
+            pipe.llen(names.REGISTRY_OUTBOX_KEY)
+            active, edges, outbox = await pipe.execute()
+        return active, edges, outbox
 
 
-def _now_ms() -> int:
+def now_ms() -> int:
     return int(time.time() * 1000)

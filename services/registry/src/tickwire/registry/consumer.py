@@ -1,0 +1,128 @@
+"""Applies `market-data.subscriptions` to Redis.
+
+Guarantees:
+- At-least-once: a batch's offsets are committed only after every event in it is in
+  Redis. A Redis outage stalls the loop (it waits and retries) instead of skipping
+  events; a crash or a rebalance before the commit makes some replica re-apply them,
+  which changes nothing because every transition is idempotent (`state`).
+- Records that are not valid events are counted and skipped: they can never succeed.
+- After each batch the replica records, per assigned partition, when it was last caught
+  up (`progress`), and exports the lag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError
+
+from tickwire.core.eventlog import KafkaError
+from tickwire.core.events import EventError, SubscriptionEvent
+from tickwire.registry import progress
+from tickwire.registry.health import Health
+from tickwire.registry.metrics import (ACTIVITY_CHANGES, APPLY_SECONDS, COMMIT_FAILURES,
+                                       CONSUMER_LAG, EVENTS, INVALID_EVENTS, STALE_EVENTS)
+from tickwire.registry.retry import REDIS_ERRORS, describe, until_done
+from tickwire.registry.state import RegistryState
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 500
+POLL_MS = 500
+
+
+class Membership(ConsumerRebalanceListener):
+    """Marks the replica as joined once the group assigned it partitions (possibly none),
+    and drops the lag of partitions that moved elsewhere."""
+
+    def __init__(self, health: Health):
+        self._health = health
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        for tp in revoked:
+            with contextlib.suppress(KeyError):  # never fetched here: no lag exported
+                CONSUMER_LAG.remove(str(tp.partition))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._health.joined = True
+        log.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
+
+
+class SubscriptionConsumer:
+    def __init__(self, consumer: AIOKafkaConsumer, state: RegistryState, health: Health,
+                 on_activity_change: Callable[[], None]):
+        self._consumer = consumer
+        self._state = state
+        self._health = health
+        self._on_activity_change = on_activity_change
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Until `stopping` is set: fetch, apply, commit. A batch in progress is finished
+        (applied and committed) before the loop returns."""
+        while not stopping.is_set():
+            batches = await self._consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_BATCH)
+            try:
+                for records in batches.values():
+                    for record in records:
+                        await self._apply(record)
+            except Exception:
+                # The consumer's position is already past this batch: move it back, or
+                # the restarted loop would skip what was not applied and commit past it.
+                for tp, records in batches.items():
+                    if tp in self._consumer.assignment():
+                        self._consumer.seek(tp, records[0].offset)
+                raise
+            if batches:
+                await self._commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+            await self._report_progress()
+
+    async def _apply(self, record) -> None:
+        try:
+            event = SubscriptionEvent.decode(record.value or b"")
+        except EventError as exc:
+            INVALID_EVENTS.inc()
+            log.warning("skipping a record that is not a subscription event: %s", exc,
+                        extra={"partition": record.partition, "offset": record.offset})
+            return
+        started = time.perf_counter()
+        outcome = await until_done("redis", "apply", self._health, self._state.apply, event,
+                                   record.timestamp)
+        APPLY_SECONDS.observe(time.perf_counter() - started)
+        EVENTS.labels(str(event.type)).inc()
+        if outcome.stale:
+            STALE_EVENTS.inc()
+        if outcome.changed:
+            ACTIVITY_CHANGES.inc(outcome.changed)
+            self._on_activity_change()
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        # aiokafka itself retries a commit while the coordinator is unreachable.
+        try:
+            await self._consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # The group rebalanced: the partitions' new owner re-applies these events.
+            COMMIT_FAILURES.inc()
+            log.warning("offset commit refused after a rebalance: %s", exc)
+        except KafkaError as exc:
+            COMMIT_FAILURES.inc()
+            log.warning("offset commit failed; the events will be re-applied: %s", describe(exc))
+
+    async def _report_progress(self) -> None:
+        marks = {}
+        for p in await progress.observe(self._consumer):
+            CONSUMER_LAG.labels(str(p.partition)).set(p.lag)
+            if p.caught_up_at is not None:
+                marks[p.partition] = p.caught_up_at
+        if not marks:
+            return
+        try:
+            await self._state.record_progress(marks)
+        except REDIS_ERRORS as exc:
+            # Only delays expiry; the next batch records it again.
+            self._health.mark("redis", False)
+            log.warning("cannot record consumer progress: %s", describe(exc))
