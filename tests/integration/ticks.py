@@ -10,11 +10,12 @@ from tickwire.core.models import StockQuote, Tick, iso_now
 from tickwire.core.tickbus import RedisTickBus
 
 
-def make_tick(symbol: str, seq: int, epoch: str = "e1", price: float | None = None) -> Tick:
+def make_tick(symbol: str, seq: int, epoch: str = "e1", price: float | None = None,
+              source: str = "test") -> Tick:
     price = price if price is not None else round(100 + seq * 0.01, 2)
     quote = StockQuote(symbol=symbol, price=price, change=0.5, change_percent=0.5,
                        volume=1000 + seq, high=price + 1, low=price - 1, open=100.0,
-                       previous_close=99.5, timestamp=iso_now(), source="test")
+                       previous_close=99.5, timestamp=iso_now(), source=source)
     return Tick(symbol=symbol, data=quote.to_wire(), seq=seq, epoch=epoch,
                 published_at=time.time_ns())
 

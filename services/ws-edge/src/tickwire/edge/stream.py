@@ -6,6 +6,7 @@ same `price_update` JSON (snapshot first), one event per update.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from aiohttp import web
@@ -42,7 +43,15 @@ async def stream(request: web.Request, node: EdgeNode) -> web.StreamResponse:
     node.track(session, "sse")
     try:
         await subscribe(node, session, Subscribe(symbols), ack=False)
-        await sink.done.wait()
+        # aiohttp does not cancel a handler whose client left; look at the transport.
+        while not sink.done.is_set():
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                break
+            try:
+                await asyncio.wait_for(sink.done.wait(), 1.0)
+            except asyncio.TimeoutError:
+                pass
     finally:
         await node.untrack(session, "sse")
     return response

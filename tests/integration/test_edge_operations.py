@@ -1,0 +1,187 @@
+"""Fan-out across edges, slow consumers, control messages and draining."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import time
+
+import aiohttp
+import msgpack
+
+from integration.rawws import RawWebSocket
+from integration.wsclient import WsClient, eventually, get_json
+
+
+async def subscribed_client(url: str, symbols: list[str], **kwargs) -> WsClient:
+    client = await WsClient.connect(url, **kwargs)
+    await client.next()
+    await client.send({"action": "subscribe", "symbols": symbols})
+    await client.until(lambda m: m["type"] == "subscribed")
+    return client
+
+
+async def metric(url: str, name: str, labels: str = "") -> float:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{url}/metrics") as response:
+            text = await response.text()
+    pattern = re.compile(rf"^{re.escape(name)}{re.escape(labels)}\s+([0-9.e+]+)$", re.M)
+    return sum(float(v) for v in pattern.findall(text))
+
+
+async def test_two_edges_deliver_the_same_seqs(stack, injector):
+    a, b = stack.edge("edge-o1a"), stack.edge("edge-o1b")
+    clients = [await subscribed_client(a.ws_url, ["TWIN"]), await subscribed_client(b.ws_url, ["TWIN"])]
+    try:
+        await eventually(lambda: _channel_subscribers(injector, "TWIN", 2))
+        for seq in range(1, 21):
+            await injector.publish("TWIN", seq)
+        streams = [await c.updates("TWIN", 20) for c in clients]
+        assert [u["seq"] for u in streams[0]] == list(range(1, 21))
+        assert [u["seq"] for u in streams[1]] == list(range(1, 21))
+        assert [u["data"] for u in streams[0]] == [u["data"] for u in streams[1]]
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def _channel_subscribers(injector, symbol: str, count: int) -> bool:
+    return await injector.subscribers(symbol) == count
+
+
+async def test_a_client_that_stops_reading_is_conflated_then_shed_while_others_get_every_tick(
+        stack, injector):
+    edge = stack.edge("edge-o2", TICKWIRE_EDGE_SLOW_CLIENT_SECONDS="2")
+    symbols = [f"SL{n}" for n in range(10)]
+    slow = RawWebSocket(edge.port, receive_buffer=4096)
+    slow.send_json({"action": "subscribe", "symbols": symbols})
+    fast = await subscribed_client(edge.ws_url, symbols)
+    try:
+        await eventually(lambda: _channel_subscribers(injector, "SL9", 1))
+        padding = "x" * 2000  # big frames fill the slow client's buffers quickly
+        sent = 0
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for symbol in symbols:
+                await injector.publish(symbol, sent // len(symbols) + 1, source=padding)
+            sent += len(symbols)
+            await asyncio.sleep(0.01)
+            if sent % 200 == 0 and await metric(edge.url, "tickwire_edge_connections_closed_total",
+                                                '{reason="slow consumer"}') >= 1:
+                break
+        assert await metric(edge.url, "tickwire_edge_connections_closed_total",
+                            '{reason="slow consumer"}') == 1
+        assert await metric(edge.url, "tickwire_edge_conflated_updates_total") > 0
+        per_symbol = sent // len(symbols)
+        updates = await fast.updates(symbols[0], per_symbol, timeout=60)
+        assert [u["seq"] for u in updates] == list(range(1, per_symbol + 1))
+        # The slow socket was closed by the edge (1013, or aborted when it could not
+        # even take the close frame); its buffered bytes end in EOF or a reset.
+        slow.drain_until_closed()
+        status, _, _ = await get_json(f"{edge.url}/readyz")
+        assert status == 200
+    finally:
+        slow.close()
+        await fast.close()
+
+
+async def test_pause_holds_ticks_and_resume_delivers_the_newest(stack, injector):
+    edge = stack.edge("edge-o3")
+    client = await subscribed_client(edge.ws_url, ["PAUSE"])
+    try:
+        await eventually(lambda: _channel_subscribers(injector, "PAUSE", 1))
+        await injector.redis.publish("market-data:control",
+                                     msgpack.packb({"type": "pause", "edge": "edge-o3"}))
+        await asyncio.sleep(0.3)
+        for seq in range(1, 6):
+            await injector.publish("PAUSE", seq)
+        await asyncio.sleep(0.5)
+        assert not [m for m in client.received if m.get("type") == "price_update"]
+        # A control message for another edge changes nothing here.
+        await injector.redis.publish("market-data:control", b'{"type":"resume","edge":"other"}')
+        await asyncio.sleep(0.3)
+        await injector.redis.publish("market-data:control", b'{"type":"resume","edge":"*"}')
+        [update] = await client.updates("PAUSE", 1)
+        assert update["seq"] == 5
+        await injector.publish("PAUSE", 6)
+        [update] = await client.updates("PAUSE", 1)
+        assert update["seq"] == 6
+    finally:
+        await client.close()
+
+
+async def _drained_clients(url: str, count: int) -> list[WsClient]:
+    return [await subscribed_client(url, ["DRAIN"]) for _ in range(count)]
+
+
+async def _reconnect_and_close(client: WsClient) -> tuple[dict, int, float]:
+    notice = await client.until(lambda m: m["type"] == "reconnect", timeout=30)
+    frame = await client.ws.receive(timeout=30)
+    while frame.type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+        frame = await client.ws.receive(timeout=30)
+    return notice, client.ws.close_code, time.monotonic()
+
+
+async def test_drain_message_spreads_reconnects_and_exits(stack, injector):
+    edge = stack.edge("edge-o4", TICKWIRE_EDGE_DRAIN_SECONDS="3")
+    clients = await _drained_clients(edge.ws_url, 12)
+    try:
+        started = time.monotonic()
+        await injector.redis.publish("market-data:control",
+                                     msgpack.packb({"type": "drain", "edge": "edge-o4"}))
+        status, body, _ = await eventually(lambda: _not_ready(edge.url), timeout=10)
+        assert body["reason"] == "draining"
+        with_refusal = await _refused_status(edge.ws_url)
+        assert with_refusal == 503
+        outcomes = await asyncio.gather(*(_reconnect_and_close(c) for c in clients))
+        notices = [n for n, _, _ in outcomes]
+        assert all(n["reason"] == "draining" for n in notices)
+        assert len({n["retryAfterMs"] for n in notices}) > len(clients) // 2
+        assert all(0 <= n["retryAfterMs"] <= 3000 for n in notices)
+        assert {code for _, code, _ in outcomes} == {1001}
+        closes = sorted(t - started for _, _, t in outcomes)
+        assert closes[-1] - closes[0] >= 1.0  # staggered over the window, not a storm
+        assert edge.process.proc.wait(timeout=30) == 0
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def _not_ready(url: str):
+    status, body, headers = await get_json(f"{url}/readyz")
+    return (status, body, headers) if status == 503 else None
+
+
+async def _refused_status(ws_url: str) -> int:
+    try:
+        client = await WsClient.connect(ws_url)
+    except aiohttp.WSServerHandshakeError as exc:
+        return exc.status
+    await client.close()
+    return 101
+
+
+async def test_sigterm_drains_and_the_registry_drops_the_edge(stack):
+    registry = stack.registry()
+    edge = stack.edge("edge-o5", TICKWIRE_EDGE_DRAIN_SECONDS="1")
+    clients = await _drained_clients(edge.ws_url, 3)
+    try:
+        await eventually(lambda: _registry_has(registry.url, "DRAIN"))
+        edge.process.signal(signal.SIGTERM)
+        outcomes = await asyncio.gather(*(_reconnect_and_close(c) for c in clients))
+        assert {code for _, code, _ in outcomes} == {1001}
+        assert edge.process.proc.wait(timeout=30) == 0
+        await eventually(lambda: _registry_lacks(registry.url, "DRAIN"), timeout=10)
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def _registry_has(url: str, symbol: str) -> bool:
+    _, body, _ = await get_json(f"{url}/api/symbols")
+    return any(s["symbol"] == symbol for s in body["symbols"])
+
+
+async def _registry_lacks(url: str, symbol: str) -> bool:
+    return not await _registry_has(url, symbol)
