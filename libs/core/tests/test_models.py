@@ -1,0 +1,84 @@
+import math
+
+import pytest
+
+from tickwire.core.models import (ErrorCode, InvalidQuote, Ping, ProtocolError, StockQuote,
+                                  Subscribe, Tick, Unsubscribe, normalise_symbol,
+                                  parse_client_message, price_update_message)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("AAPL", "AAPL"), ("aapl", "AAPL"), (" msft ", "MSFT"), ("BRK.B", "BRK.B"),
+    ("NSE:TCS", "NSE:TCS"), ("A_1-2", "A_1-2"), ("X" * 20, "X" * 20),
+    ("X" * 21, None), (".AAPL", None), ("", None), ("A B", None), ("$", None),
+    (None, None), (42, None), (["AAPL"], None),
+])
+def test_normalise_symbol(raw, expected):
+    assert normalise_symbol(raw) == expected
+
+
+def test_subscribe_splits_valid_from_invalid_and_keeps_order():
+    message = parse_client_message({"action": "subscribe", "symbols": ["msft", "bad one", "AAPL",
+                                                                       "MSFT", 7],
+                                    "clientId": "ignored", "maxHz": 2})
+    assert message == Subscribe(["MSFT", "AAPL"], ["bad one", "7"], 2.0)
+
+
+@pytest.mark.parametrize("frame, code", [
+    ([], ErrorCode.INVALID_MESSAGE),
+    ({}, ErrorCode.INVALID_MESSAGE),
+    ({"action": 1}, ErrorCode.INVALID_MESSAGE),
+    ({"action": "trade"}, ErrorCode.UNSUPPORTED_ACTION),
+    ({"action": "subscribe"}, ErrorCode.INVALID_MESSAGE),
+    ({"action": "subscribe", "symbols": []}, ErrorCode.INVALID_MESSAGE),
+    ({"action": "subscribe", "symbols": "AAPL"}, ErrorCode.INVALID_MESSAGE),
+    ({"action": "subscribe", "symbols": ["A"], "maxHz": 0}, ErrorCode.INVALID_MESSAGE),
+    ({"action": "subscribe", "symbols": ["A"], "maxHz": math.inf}, ErrorCode.INVALID_MESSAGE),
+    ({"action": "subscribe", "symbols": ["A"], "maxHz": False}, ErrorCode.INVALID_MESSAGE),
+    ({"action": "unsubscribe", "symbols": None}, ErrorCode.INVALID_MESSAGE),
+])
+def test_rejected_messages_carry_their_code(frame, code):
+    with pytest.raises(ProtocolError) as error:
+        parse_client_message(frame)
+    assert error.value.code == code
+
+
+def test_ping_and_unsubscribe():
+    assert parse_client_message({"action": "ping", "timestamp": "t"}) == Ping("t")
+    assert parse_client_message({"action": "unsubscribe", "symbols": ["a"]}) == Unsubscribe(["A"])
+
+
+def quote(**changes) -> StockQuote:
+    fields = dict(symbol="AAPL", price=190.5, change=1.5, change_percent=0.79, volume=1000,
+                  high=191.0, low=189.0, open=189.5, previous_close=189.0,
+                  timestamp="2024-01-10T10:30:00.000Z", source="test")
+    return StockQuote(**{**fields, **changes})
+
+
+@pytest.mark.parametrize("bad", [dict(price=0), dict(price=-1), dict(price=math.nan),
+                                 dict(high=math.inf), dict(volume=-5)])
+def test_junk_quotes_are_refused(bad):
+    with pytest.raises(InvalidQuote):
+        quote(**bad)
+
+
+def test_quote_wire_is_camel_case_and_round_trips():
+    wire = quote().to_wire()
+    assert set(wire) == {"symbol", "price", "change", "changePercent", "volume", "high", "low",
+                         "open", "previousClose", "timestamp", "source"}
+    assert StockQuote.from_wire(wire) == quote()
+    assert quote().same_market_state(quote(timestamp="later"))
+    assert not quote().same_market_state(quote(price=190.6))
+
+
+def test_tick_order_within_and_across_epochs():
+    tick = Tick("AAPL", quote().to_wire(), seq=5, epoch="a", published_at=1)
+    assert tick.is_newer_than("a", 4) and not tick.is_newer_than("a", 5)
+    assert not tick.is_newer_than("a", 6) and tick.is_newer_than("b", 99)
+    assert Tick.from_wire(tick.to_wire()) == tick
+
+
+def test_price_update_marks_snapshots_only():
+    tick = Tick("AAPL", quote().to_wire(), seq=5, epoch="a", published_at=1)
+    assert "snapshot" not in price_update_message(tick)
+    assert price_update_message(tick, snapshot=True)["snapshot"] is True

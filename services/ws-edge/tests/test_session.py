@@ -1,0 +1,134 @@
+"""The per-connection writer, with a recording sink standing in for the socket."""
+
+import asyncio
+
+import orjson
+import pytest
+
+from tickwire.core.models import Tick
+from tickwire.edge.frames import TickFrames
+from tickwire.edge.session import Session
+
+
+class RecordingSink:
+    binary = False
+    batching = True
+    answers_pings = True
+
+    def __init__(self):
+        self.frames: list[dict] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.closed = False
+
+    async def write(self, frame: bytes) -> None:
+        await self.gate.wait()
+        self.frames.append(orjson.loads(frame))
+
+    async def ping(self) -> None:
+        self.frames.append({"type": "<ping>"})
+
+    async def close(self, code, reason) -> None:
+        self.closed = True
+
+    def lost(self) -> None:
+        self.closed = True
+
+
+def tick(symbol: str, seq: int, epoch: str = "e") -> Tick:
+    return Tick(symbol, {"symbol": symbol, "price": float(seq)}, seq, epoch, 0)
+
+
+def updates(frames: list[dict]) -> list[tuple[str, int]]:
+    found = []
+    for frame in frames:
+        if frame["type"] == "price_update":
+            found.append((frame["symbol"], frame["seq"]))
+        elif frame["type"] == "batch_update":
+            found += [(u["symbol"], u["seq"]) for u in frame["updates"]]
+    return found
+
+
+async def settle():
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+async def session():
+    sink = RecordingSink()
+    session = Session("c1", sink)
+    session.start()
+    yield session
+    await session.stop()
+
+
+async def test_control_messages_go_before_updates_offered_after_them(session):
+    session.send({"type": "subscribed", "symbols": ["A"]})
+    session.offer(tick("A", 1), TickFrames(tick("A", 1)))
+    await settle()
+    assert [f["type"] for f in session.sink.frames] == ["subscribed", "price_update"]
+
+
+async def test_a_burst_is_delivered_in_full_while_the_writer_keeps_up(session):
+    for seq in range(1, 6):
+        session.offer(tick("A", seq))
+    await settle()
+    assert updates(session.sink.frames) == [("A", s) for s in range(1, 6)]
+    assert session.sink.frames[0]["type"] == "batch_update"
+
+
+async def test_a_blocked_client_is_conflated_to_the_newest_per_symbol(session):
+    session.sink.gate.clear()  # the peer stops reading
+    session.offer(tick("A", 1))
+    await settle()  # the writer is now waiting on the peer
+    assert session.blocked_since is not None
+    for seq in range(2, 50):
+        session.offer(tick("A", seq))
+        session.offer(tick("B", seq))
+    assert session.pending_updates == 2
+    session.sink.gate.set()
+    await settle()
+    assert updates(session.sink.frames) == [("A", 1), ("A", 49), ("B", 49)]
+
+
+async def test_the_queue_limit_bounds_memory_even_when_the_writer_is_free():
+    session = Session("c2", RecordingSink(), queue_limit=4)
+    for seq in range(1, 20):
+        session.offer(tick("A", seq))
+    assert session.pending_updates <= 4
+
+
+async def test_duplicates_and_old_seqs_are_dropped_new_epochs_followed(session):
+    assert session.offer(tick("A", 5))
+    assert not session.offer(tick("A", 5))
+    assert not session.offer(tick("A", 4))
+    assert session.offer(tick("A", 1, epoch="f"))
+    await settle()
+    assert updates(session.sink.frames) == [("A", 5), ("A", 1)]
+
+
+async def test_snapshot_flag_and_forget(session):
+    session.offer(tick("A", 3), snapshot=True)
+    await settle()
+    assert session.sink.frames[-1]["snapshot"] is True
+    session.forget("A")
+    assert session.offer(tick("A", 3))  # after an unsubscribe the symbol starts afresh
+
+
+async def test_max_hz_sends_the_newest_value_at_most_that_often(session):
+    session.set_max_hz(["A"], 10.0)
+    session.offer(tick("A", 1))
+    await settle()
+    for seq in range(2, 6):
+        session.offer(tick("A", seq))
+    await settle()
+    assert updates(session.sink.frames) == [("A", 1)]  # held back until due
+    await asyncio.sleep(0.15)
+    assert updates(session.sink.frames) == [("A", 1), ("A", 5)]
+
+
+async def test_pings_are_written_by_the_writer(session):
+    session.queue_ping()
+    await settle()
+    assert session.sink.frames == [{"type": "<ping>"}]
