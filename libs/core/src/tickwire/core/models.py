@@ -163,6 +163,47 @@ class Tick:
         return epoch != self.epoch or self.seq > seq
 
 
+class FeedState(StrEnum):
+    STALE = "stale"
+    RECOVERED = "recovered"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedStatus:
+    """A change in whether quotes of some symbols flow, published by the ingestor once per
+    change on the Redis channel `market-data:status` as msgpack of `to_wire()`:
+    `{"type": "stale"|"recovered", "symbols": [...], "reason": str, "ts": Unix ms}`.
+
+    `stale`: every provider failed for these symbols and their newest data is older than
+    the ingestor's freshness window (the cached quote is still served). `recovered`: quotes
+    for them arrived again. Edges forward `stale` to subscribed clients as an `error` with
+    code DATA_STALE and `symbols`.
+    """
+
+    state: FeedState
+    symbols: tuple[str, ...]
+    reason: str = ""
+    ts: int = 0  # Unix milliseconds
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"type": str(self.state), "symbols": list(self.symbols), "reason": self.reason,
+                "ts": self.ts}
+
+    @classmethod
+    def from_wire(cls, wire: Any) -> FeedStatus:
+        """Raises ValueError for anything but a well-formed status message."""
+        if not isinstance(wire, dict):
+            raise ValueError("a feed status must be a map")
+        state = FeedState(wire.get("type"))
+        symbols = wire.get("symbols")
+        if not isinstance(symbols, list) or not symbols or not all(
+                normalise_symbol(s) == s for s in symbols):
+            raise ValueError(f"invalid feed status symbols {symbols!r:.80}")
+        reason, ts = wire.get("reason", ""), wire.get("ts", 0)
+        return cls(state, tuple(symbols), reason if isinstance(reason, str) else "",
+                   ts if isinstance(ts, int) else 0)
+
+
 # ---- client → server -------------------------------------------------------------
 
 

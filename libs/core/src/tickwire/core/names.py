@@ -6,6 +6,9 @@ Symbols are upper-case, so the lower-case suffixes below never collide with a sy
 # Redis Pub/Sub
 TICK_CHANNEL_PREFIX = "market-data:updates:"
 CONTROL_CHANNEL = "market-data:control"
+# One channel for every symbol's feed-status changes (models.FeedStatus, msgpack): changes
+# are rare, so each edge listens to all of them and keeps those its clients want.
+STATUS_CHANNEL = "market-data:status"
 
 # Redis keys
 QUOTE_KEY_PREFIX = "quote:"
@@ -14,6 +17,8 @@ ACTIVE_SYMBOLS_KEY = "market-data:active-symbols"
 EDGES_KEY = "market-data:edges"
 REGISTRY_OUTBOX_KEY = "market-data:registry:outbox"
 REGISTRY_LEADER_KEY = "market-data:registry:leader"
+FEED_KEY_PREFIX = "market-data:feed:"
+RATE_BUCKET_PREFIX = "market-data:ratelimit:"
 REGISTRY_PROGRESS_KEY = "market-data:registry:progress"  # hash partition -> caught-up time (ms)
 
 # Kafka
@@ -38,6 +43,17 @@ def quote_key(symbol: str) -> str:
 def seq_key(symbol: str) -> str:
     """Hash {seq, epoch}: the tick counter of a symbol and the id of its lifetime."""
     return f"{SEQ_KEY_PREFIX}{symbol}"
+
+
+def feed_key(symbol: str) -> str:
+    """Hash {fetchedAt, stale}: when a provider last answered for the symbol (Unix ms, any
+    ingestor replica) and "1" while its data is flagged stale (see models.FeedStatus)."""
+    return f"{FEED_KEY_PREFIX}{symbol}"
+
+
+def rate_bucket_key(provider: str) -> str:
+    """Hash {tokens, ts}: the token bucket all ingestor replicas share for one provider."""
+    return f"{RATE_BUCKET_PREFIX}{provider}"
 
 
 SYMBOL_EDGES_PREFIX = "market-data:symbol:"
