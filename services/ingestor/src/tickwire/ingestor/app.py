@@ -9,16 +9,23 @@ import os
 import socket
 import uuid
 
+import redis.asyncio as aioredis
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from tickwire.core import names
 from tickwire.core.eventlog import ensure_topics, event_consumer, tickwire_topics
-from tickwire.core.service import add_probes
+from tickwire.core.service import add_probes, error_response
 from tickwire.core.tickbus import RedisTickBus, redis_client
 from tickwire.ingestor.assignments import ActiveSymbols
+from tickwire.ingestor.breaker import CircuitBreaker
+from tickwire.ingestor.feed import FeedStore
 from tickwire.ingestor.poller import Poller
 from tickwire.ingestor.providers import build_providers
 from tickwire.ingestor.publisher import TickPublisher
+from tickwire.ingestor.ratelimit import RateBudget
+from tickwire.ingestor.runner import ProviderRunner, RetryPolicy
+from tickwire.ingestor.scheduler import Scheduler
 from tickwire.ingestor.settings import IngestorSettings
 
 log = logging.getLogger(__name__)
@@ -26,6 +33,19 @@ log = logging.getLogger(__name__)
 SETTINGS = web.AppKey("settings", IngestorSettings)
 ACTIVE = web.AppKey("active", ActiveSymbols)
 POLLER = web.AppKey("poller", Poller)
+
+
+def build_runners(settings: IngestorSettings, redis: aioredis.Redis) -> list[ProviderRunner]:
+    """The configured providers in order, each behind its shared budget, breaker and retries."""
+    retry = RetryPolicy(settings.retry_attempts, settings.retry_backoff_seconds,
+                        settings.retry_backoff_max_seconds)
+    return [
+        ProviderRunner(provider,
+                       RateBudget(redis, provider.name, limit.per_minute, limit.per_symbol),
+                       CircuitBreaker(settings.breaker_failures, settings.breaker_reset_seconds),
+                       retry, settings.rate_limited_pause_seconds)
+        for provider, limit in build_providers(settings)
+    ]
 
 
 async def _background(app: web.Application):
@@ -41,31 +61,39 @@ async def _background(app: web.Application):
                               f"ingestor-{rid}")
     consumer.subscribe([names.ACTIVE_SYMBOLS_TOPIC], listener=active)
     await consumer.start()
-    providers = build_providers(settings)
-    poller = app[POLLER] = Poller(providers, active, TickPublisher(redis, RedisTickBus(redis)),
-                                  settings.poll_interval)
+    runners = build_runners(settings, redis)
+    poller = app[POLLER] = Poller(runners, active, TickPublisher(redis, RedisTickBus(redis)),
+                                  FeedStore(redis),
+                                  Scheduler(settings.poll_interval, settings.freshness_seconds))
     tasks = [asyncio.create_task(active.run(consumer), name="assignments"),
              asyncio.create_task(poller.run(), name="poll")]
-    log.info("ingestor started", extra={"replica": rid, "providers": [p.name for p in providers]})
+    log.info("ingestor started", extra={"replica": rid, "providers": [r.name for r in runners]})
     yield
-    # Shutdown: stop polling, leave the group (partitions move to the other replicas),
-    # close provider sessions and Redis.
+    # Shutdown: stop polling (rounds in flight are cancelled), leave the group (partitions
+    # move to the other replicas), close provider sessions and Redis.
     for task in tasks:
         task.cancel()
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
     await consumer.stop()
-    for provider in providers:
-        await provider.close()
+    for runner in runners:
+        await runner.close()
     await redis.aclose()
 
 
 async def list_providers(request: web.Request) -> web.Response:
+    """Per provider: circuit state, shared budget left, last success and last error; and
+    the symbols this replica polls, with those flagged stale."""
     poller = request.app[POLLER]
+    try:
+        providers = await poller.describe()
+    except (RedisError, OSError) as exc:
+        return error_response(503, "UNAVAILABLE", f"redis unavailable: {exc!r:.120}")
     return web.json_response({
-        "providers": [status.to_json() for status in poller.status.values()],
-        "symbols": sorted(request.app[ACTIVE].symbols()),
+        "providers": providers,
+        "symbols": sorted(poller.scheduler.symbols),
+        "stale": poller.scheduler.stale_symbols(),
     })
 
 

@@ -11,12 +11,14 @@ rebalance takes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from tickwire.core.eventlog import KafkaError
 from tickwire.core.events import ActiveSymbolEvent, EventError
+from tickwire.ingestor.metrics import KAFKA_LAG
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,7 @@ class ActiveSymbols(ConsumerRebalanceListener):
     def __init__(self) -> None:
         self._by_partition: dict[int, dict[str, int]] = {}
         self._consumer: AIOKafkaConsumer | None = None
+        self._next_offset: dict[int, int] = {}  # partition → offset after the last record read
         self.kafka_ok = False
 
     def symbols(self) -> dict[str, int]:
@@ -37,10 +40,14 @@ class ActiveSymbols(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         for tp in revoked:
             self._by_partition.pop(tp.partition, None)
+            self._next_offset.pop(tp.partition, None)
+            with contextlib.suppress(KeyError):
+                KAFKA_LAG.remove(str(tp.partition))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         for tp in assigned:
             self._by_partition[tp.partition] = {}
+            self._next_offset.pop(tp.partition, None)
         if assigned and self._consumer is not None:
             self._consumer.seek_to_beginning(*assigned)
         log.info("active-symbol partitions assigned",
@@ -73,3 +80,13 @@ class ActiveSymbols(ConsumerRebalanceListener):
                     except EventError as exc:
                         log.warning("skipping invalid active-symbol record",
                                     extra={"error": str(exc)})
+                if records:
+                    self._next_offset[tp.partition] = records[-1].offset + 1
+            self._measure_lag(consumer)
+
+    def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                read = self._next_offset.get(tp.partition, 0)
+                KAFKA_LAG.labels(str(tp.partition)).set(max(0, highwater - read))

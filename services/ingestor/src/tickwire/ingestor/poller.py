@@ -1,113 +1,166 @@
-"""The polling loop: fetch this replica's active symbols, busiest first, with failover."""
+"""The polling loop: fetch this replica's due symbols through the provider chain.
+
+Every tick the loop syncs the replica's symbols (from its Kafka partitions), reads the
+shared state of new ones from Redis, and starts a round for the due symbols not already in
+flight, most deserving first (see scheduler). A round walks the providers in order; what one
+provider does not deliver goes to the next. Rounds run concurrently, never two for one
+symbol, so a slow provider delays only its own symbols.
+
+Guarantees: only symbols this replica owns are requested; a quote is published only if it
+is valid and differs from the last one; each DATA_STALE / recovered change is announced once.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
-from prometheus_client import Counter, Histogram
 from redis.exceptions import RedisError
 
-from tickwire.core.models import iso_from_unix
+from tickwire.core.models import FeedState, StockQuote
 from tickwire.ingestor.assignments import ActiveSymbols
-from tickwire.ingestor.providers import ProviderError, QuoteProvider
+from tickwire.ingestor.feed import FeedStore
+from tickwire.ingestor.metrics import (FEED_STATUS_CHANGES, INGEST_LATENCY, OWNED_SYMBOLS,
+                                       STALE_SYMBOLS, TICKS_PUBLISHED)
 from tickwire.ingestor.publisher import TickPublisher
+from tickwire.ingestor.runner import ProviderRunner
+from tickwire.ingestor.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
-PROVIDER_REQUESTS = Counter("tickwire_ingestor_provider_requests_total",
-                            "Requests to quote providers", ["provider", "outcome"])
-TICKS_PUBLISHED = Counter("tickwire_ingestor_ticks_published_total", "Ticks published")
-INGEST_LATENCY = Histogram("tickwire_ingestor_ingest_latency_seconds",
-                           "From the start of a fetch to the tick being published",
-                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 
-
-@dataclass
-class ProviderStatus:
-    name: str
-    requests: int = 0
-    failures: int = 0
-    last_success: float | None = None
-    last_error: str | None = None
-    last_error_at: float | None = None
-
-    def to_json(self) -> dict:
-        return {
-            "name": self.name,
-            "requests": self.requests,
-            "failures": self.failures,
-            "lastSuccess": iso_from_unix(self.last_success) if self.last_success else None,
-            "lastError": self.last_error,
-            "lastErrorAt": iso_from_unix(self.last_error_at) if self.last_error_at else None,
-        }
-
-
-@dataclass
 class Poller:
-    providers: list[QuoteProvider]
-    active: ActiveSymbols
-    publisher: TickPublisher
-    interval: float
-    status: dict[str, ProviderStatus] = field(default_factory=dict)
-    redis_ok: bool = True
-
-    def __post_init__(self) -> None:
-        self.status = {p.name: ProviderStatus(p.name) for p in self.providers}
+    def __init__(self, runners: list[ProviderRunner], active: ActiveSymbols,
+                 publisher: TickPublisher, feed: FeedStore, scheduler: Scheduler,
+                 clock: Callable[[], float] = time.time):
+        self.runners = runners
+        self.active = active
+        self.publisher = publisher
+        self.feed = feed
+        self.scheduler = scheduler
+        self._clock = clock
+        self._in_flight: set[str] = set()
+        self._rounds: set[asyncio.Task] = set()
+        self.redis_ok = True
 
     async def run(self) -> None:
-        polled: set[str] = set()
-        while True:
-            started = time.monotonic()
-            wanted = self.active.symbols()
-            for gone in polled - wanted.keys():
-                self.publisher.forget(gone)
-            polled = set(wanted)
-            if wanted:
-                busiest_first = sorted(wanted, key=lambda s: (-wanted[s], s))
-                await self.poll_once(busiest_first)
-            await asyncio.sleep(max(0.05, self.interval - (time.monotonic() - started)))
-
-    async def poll_once(self, symbols: list[str]) -> None:
-        """Each symbol from the first provider that answers for it."""
-        remaining = list(symbols)
-        for provider in self.providers:
-            if not remaining:
-                return
-            batch = getattr(provider, "max_batch", None) or len(remaining)
-            served: set[str] = set()
-            for start in range(0, len(remaining), batch):
-                served |= await self._fetch_and_publish(provider, remaining[start:start + batch])
-            remaining = [s for s in remaining if s not in served]
-
-    async def _fetch_and_publish(self, provider: QuoteProvider, symbols: list[str]) -> set[str]:
-        """The symbols this provider answered for (published, or unchanged)."""
-        status = self.status[provider.name]
-        status.requests += 1
-        started = time.monotonic()
+        tick = min(0.25, max(0.02, self.scheduler.poll_interval / 4))
         try:
-            quotes = await provider.fetch(symbols)
-        except ProviderError as exc:
-            status.failures += 1
-            status.last_error, status.last_error_at = str(exc), time.time()
-            PROVIDER_REQUESTS.labels(provider.name, "rate_limited" if exc.rate_limited else "error").inc()
-            log.warning("provider fetch failed", extra={"provider": provider.name, "error": str(exc)})
-            return set()
-        PROVIDER_REQUESTS.labels(provider.name, "ok").inc()
-        status.last_success = time.time()
-        served = set()
+            while True:
+                try:
+                    await self.step()
+                except Exception:  # a bug in one step must not end polling for good
+                    log.exception("poll step failed")
+                await asyncio.sleep(tick)
+        finally:
+            for task in self._rounds:
+                task.cancel()
+            for task in list(self._rounds):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def step(self) -> None:
+        _, removed = self.scheduler.sync(self.active.symbols())
+        for symbol in removed:
+            self.publisher.forget(symbol)
+        OWNED_SYMBOLS.set(len(self.scheduler.symbols))
+        STALE_SYMBOLS.set(len(self.scheduler.stale_symbols()))
+        if unloaded := self.scheduler.unloaded():
+            try:
+                shared = await self.feed.load(unloaded)
+            except (RedisError, OSError) as exc:
+                self._redis_failed("reading feed state", exc)
+                return
+            self.redis_ok = True
+            now = self._clock()
+            for symbol, state in shared.items():
+                # A fetch time ahead of our clock (another host's skew) counts as now.
+                fetched_at = min(state.fetched_at, now) if state.fetched_at else None
+                self.scheduler.load(symbol, fetched_at, state.stale)
+                if state.cached is not None:
+                    self.publisher.adopt(state.cached)
+        due = self.scheduler.due(self._clock(), self._in_flight)
+        if due:
+            self._in_flight.update(due)
+            task = asyncio.create_task(self._round(due), name="poll-round")
+            self._rounds.add(task)
+            task.add_done_callback(self._rounds.discard)
+
+    async def _round(self, symbols: list[str]) -> None:
+        started = time.monotonic()
+        remaining = list(symbols)
+        why_failed: dict[str, list[str]] = {}
+        delivered: list[str] = []
+        try:
+            for runner in self.runners:
+                if not remaining:
+                    break
+                try:
+                    outcome = await runner.fetch(remaining)
+                except (RedisError, OSError) as exc:
+                    self._redis_failed(f"reading the {runner.name} budget", exc)
+                    continue
+                delivered += await self._publish(outcome.quotes, started)
+                for symbol, reason in outcome.failed.items():
+                    why_failed.setdefault(symbol, []).append(reason)
+                remaining = [s for s in remaining if s not in outcome.quotes]
+            await self._settle(delivered, [s for s in remaining if s in why_failed], why_failed)
+        except Exception:
+            log.exception("poll round failed", extra={"symbols": symbols[:20]})
+        finally:
+            self._in_flight.difference_update(symbols)
+
+    async def _publish(self, quotes: dict[str, StockQuote], started: float) -> list[str]:
+        """Publish each quote that changed; returns the symbols now stored in Redis."""
+        stored = []
         for symbol, quote in quotes.items():
             try:
                 tick = await self.publisher.publish(quote)
-                self.redis_ok = True
             except (RedisError, OSError) as exc:
-                self.redis_ok = False
-                log.warning("publish failed", extra={"symbol": symbol, "error": repr(exc)})
+                self._redis_failed("publishing", exc)
+                self.scheduler.postpone(symbol, self._clock())
                 continue
-            served.add(symbol)
+            self.redis_ok = True
+            stored.append(symbol)
             if tick is not None:
                 TICKS_PUBLISHED.inc()
                 INGEST_LATENCY.observe(time.monotonic() - started)
-        return served
+        return stored
+
+    async def _settle(self, delivered: list[str], failed: list[str],
+                      why: dict[str, list[str]]) -> None:
+        """Record the round in the schedule and Redis; announce staleness changes."""
+        now = self._clock()
+        for symbol in delivered:
+            self.scheduler.fetched(symbol, now)
+        newly_stale = [s for s in failed if self.scheduler.failed(s, now)]
+        try:
+            if delivered:
+                recovered = await self.feed.mark_fetched(delivered, now)
+                if recovered:
+                    await self._announce(FeedState.RECOVERED, recovered, "quotes flow again")
+            if newly_stale:
+                changed = await self.feed.mark_stale(newly_stale)
+                if changed:
+                    reasons = sorted({r for s in changed for r in why[s]})
+                    await self._announce(FeedState.STALE, changed, "; ".join(reasons)[:240])
+        except (RedisError, OSError) as exc:
+            self._redis_failed("recording feed state", exc)
+            # Not flagged in Redis, so not announced: let the next failure try again.
+            self.scheduler.unflag(newly_stale)
+
+    async def _announce(self, state: FeedState, symbols: list[str], reason: str) -> None:
+        await self.feed.announce(state, symbols, reason)
+        FEED_STATUS_CHANGES.labels(str(state)).inc(len(symbols))
+        log.warning("feed status changed", extra={"state": str(state), "symbols": symbols[:20],
+                                                  "reason": reason})
+
+    def _redis_failed(self, doing: str, exc: BaseException) -> None:
+        self.redis_ok = False
+        log.warning(f"redis failed while {doing}", extra={"error": repr(exc)})
+
+    async def describe(self) -> list[dict]:
+        return [await runner.describe() for runner in self.runners]

@@ -26,7 +26,12 @@ return {seq, redis.call('HGET', KEYS[1], 'epoch')}
 
 
 class TickPublisher:
-    """Publishes a quote only when it differs from the last one published for its symbol."""
+    """Publishes a quote only when it differs from the last one published for its symbol.
+
+    The comparison is against the cached tick too: a replica that takes a symbol over
+    `adopt`s the cache first, so an unchanged quote is not published again after a
+    takeover or restart.
+    """
 
     def __init__(self, redis: aioredis.Redis, bus: RedisTickBus):
         self._bus = bus
@@ -44,6 +49,13 @@ class TickPublisher:
         await self._bus.publish(tick)
         self._last[quote.symbol] = quote
         return tick
+
+    def adopt(self, tick: Tick) -> None:
+        """Take the cached tick as the last one published (it is, by some replica)."""
+        try:
+            self._last[tick.symbol] = StockQuote.from_wire(tick.data)
+        except (KeyError, TypeError, ValueError):
+            self._last.pop(tick.symbol, None)
 
     def forget(self, symbol: str) -> None:
         self._last.pop(symbol, None)

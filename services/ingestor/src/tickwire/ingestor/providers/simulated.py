@@ -9,6 +9,7 @@ import zlib
 from dataclasses import dataclass
 
 from tickwire.core.models import StockQuote, iso_from_unix
+from tickwire.ingestor.providers.base import FetchResult
 
 # Rough price levels so well-known names look familiar; others get a level from their hash.
 KNOWN_LEVELS = {
@@ -29,7 +30,10 @@ class _Walk:
 
 
 class SimulatedProvider:
+    """Always answers; each fetch moves every requested symbol one random step."""
+
     name = "simulated"
+    max_batch = 1000
 
     def __init__(self, seed: int = 0, volatility: float = 0.0015):
         self._seed = seed
@@ -48,7 +52,7 @@ class SimulatedProvider:
             self._walks[symbol] = walk
         return walk
 
-    async def fetch(self, symbols: list[str]) -> dict[str, StockQuote]:
+    async def fetch(self, symbols: list[str]) -> FetchResult:
         now = iso_from_unix(time.time())
         quotes = {}
         for symbol in symbols:
@@ -65,7 +69,7 @@ class SimulatedProvider:
                 volume=walk.volume, high=walk.high, low=walk.low, open=walk.open,
                 previous_close=walk.previous_close, timestamp=now, source=self.name,
             )
-        return quotes
+        return FetchResult(quotes=quotes)
 
     async def close(self) -> None:
         return None

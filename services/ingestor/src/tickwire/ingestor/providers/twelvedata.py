@@ -1,30 +1,46 @@
-"""Twelve Data /quote: many symbols per request; a batch answer is keyed by symbol."""
+"""Twelve Data /quote: many symbols per request.
+
+    GET /quote?symbol=AAPL&apikey=…          → the quote object itself
+    GET /quote?symbol=AAPL,MSFT&apikey=…     → {"AAPL": {…quote…}, "MSFT": {…quote…}}
+
+Errors are objects `{"code": 429, "message": …, "status": "error"}`: for the whole request
+at the top level (often with HTTP 200), or for one symbol as its entry inside a batch.
+"""
 
 from __future__ import annotations
 
-import logging
 import time
 
 from tickwire.core.models import InvalidQuote, StockQuote, iso_from_unix
-from tickwire.ingestor.providers.base import ProviderError
+from tickwire.ingestor.providers.base import FailureKind, FetchResult, ProviderError
 from tickwire.ingestor.providers.http import HttpQuoteApi, number
 
-log = logging.getLogger(__name__)
 
-
-def _error_of(body: dict) -> ProviderError | None:
+def _error_of(body: dict, single_symbol: bool) -> ProviderError | None:
+    """The error an answer (or batch entry) reports, classified; None if it is no error."""
     if body.get("status") != "error":
         return None
     code = body.get("code")
     message = f"error {code}: {str(body.get('message'))[:120]}"
-    return ProviderError(message, rate_limited=code == 429,
-                         transient=isinstance(code, int) and code >= 500)
+    if code == 429:
+        kind = FailureKind.RATE_LIMITED
+    elif isinstance(code, int) and code >= 500:
+        kind = FailureKind.TRANSIENT
+    elif code in (400, 404) and single_symbol:
+        kind = FailureKind.UNKNOWN_SYMBOL  # "**symbol** not found" and the like
+    else:
+        kind = FailureKind.ERROR
+    return ProviderError(message, kind)
 
 
-def parse_quote(symbol: str, body: dict) -> StockQuote:
-    error = _error_of(body)
+def parse_quote(symbol: str, body: object) -> StockQuote:
+    if not isinstance(body, dict):
+        raise ProviderError(f"entry for {symbol} is not an object", FailureKind.MALFORMED)
+    error = _error_of(body, single_symbol=True)
     if error:
         raise error
+    if "close" not in body:
+        raise ProviderError(f"entry for {symbol} has no 'close'", FailureKind.MALFORMED)
     stamp = body.get("last_quote_at") or body.get("timestamp")
     try:
         when = float(stamp) if stamp is not None else time.time()
@@ -45,47 +61,49 @@ def parse_quote(symbol: str, body: dict) -> StockQuote:
             source="twelvedata",
         )
     except InvalidQuote as exc:
-        raise ProviderError(str(exc)) from None
+        raise ProviderError(str(exc), FailureKind.INVALID_QUOTE) from None
 
 
-def parse_quotes(symbols: list[str], body: object) -> tuple[dict[str, StockQuote], dict[str, str]]:
-    """Quotes and per-symbol errors from a single or batch answer."""
+def parse_quotes(symbols: list[str], body: object) -> FetchResult:
+    """Quotes and per-symbol failures from a single or batch answer; raises ProviderError
+    when the answer as a whole is an error or not in Twelve Data's format."""
     if not isinstance(body, dict):
-        raise ProviderError("answer is not an object")
-    error = _error_of(body)
+        raise ProviderError("answer is not an object", FailureKind.MALFORMED)
+    error = _error_of(body, single_symbol=len(symbols) == 1)
     if error:
+        if error.kind is FailureKind.UNKNOWN_SYMBOL:
+            return FetchResult(failures={symbols[0]: error})
         raise error
-    if len(symbols) == 1 and "symbol" in body:
-        return {symbols[0]: parse_quote(symbols[0], body)}, {}
-    quotes, errors = {}, {}
+    if len(symbols) == 1 and symbols[0] not in body:
+        entries = {symbols[0]: body}
+    elif "close" in body or "symbol" in body:
+        raise ProviderError("a single quote answered a batch request", FailureKind.MALFORMED)
+    else:
+        entries = {key.upper(): value for key, value in body.items() if isinstance(key, str)}
+    result = FetchResult()
     for symbol in symbols:
-        entry = body.get(symbol)
-        if not isinstance(entry, dict):
-            errors[symbol] = "missing from the batch answer"
+        if symbol not in entries:
+            result.failures[symbol] = ProviderError(f"{symbol} missing from the answer",
+                                                    FailureKind.MALFORMED)
             continue
         try:
-            quotes[symbol] = parse_quote(symbol, entry)
+            result.quotes[symbol] = parse_quote(symbol, entries[symbol])
         except ProviderError as exc:
-            errors[symbol] = str(exc)
-    return quotes, errors
+            result.failures[symbol] = exc
+    return result
 
 
 class TwelveDataProvider:
     name = "twelvedata"
     max_batch = 120
 
-    def __init__(self, base_url: str, api_key: str):
-        self._api = HttpQuoteApi(base_url, api_key)
+    def __init__(self, base_url: str, api_key: str, timeout_seconds: float = 5.0):
+        self._api = HttpQuoteApi(base_url, api_key, timeout_seconds)
 
-    async def fetch(self, symbols: list[str]) -> dict[str, StockQuote]:
+    async def fetch(self, symbols: list[str]) -> FetchResult:
         body = await self._api.get_json("/quote", {"symbol": ",".join(symbols),
                                                    "apikey": self._api.api_key})
-        quotes, errors = parse_quotes(symbols, body)
-        if errors:
-            log.warning("twelvedata symbols failed", extra={"errors": errors})
-        if not quotes:
-            raise ProviderError(f"no quotes: {next(iter(errors.values()), 'empty answer')}")
-        return quotes
+        return parse_quotes(symbols, body)
 
     async def close(self) -> None:
         await self._api.close()
