@@ -185,3 +185,38 @@ async def _registry_has(url: str, symbol: str) -> bool:
 
 async def _registry_lacks(url: str, symbol: str) -> bool:
     return not await _registry_has(url, symbol)
+
+
+async def test_data_stale_reaches_subscribers_once_and_new_subscribers_until_recovered(
+        stack, injector):
+    edge = stack.edge("edge-o6")
+    watcher = await subscribed_client(edge.ws_url, ["STL1", "STL2", "OK1"])
+    other = await subscribed_client(edge.ws_url, ["OK1"])
+    try:
+        await eventually(lambda: _channel_subscribers(injector, "STL1", 1))
+        stale = {"type": "stale", "symbols": ["STL1", "STL2", "NOBODY"], "reason": "all down",
+                 "ts": 1}
+        for symbol in stale["symbols"]:  # the ingestor flags the feed, then announces it
+            await injector.redis.hset(f"market-data:feed:{symbol}", "stale", "1")
+        await injector.redis.publish("market-data:status", msgpack.packb(stale))
+        error = await watcher.until(lambda m: m["type"] == "error")
+        assert error["code"] == "DATA_STALE" and sorted(error["symbols"]) == ["STL1", "STL2"]
+        late = await subscribed_client(edge.ws_url, ["STL2"])
+        error = await late.until(lambda m: m["type"] == "error")
+        assert error["code"] == "DATA_STALE" and error["symbols"] == ["STL2"]
+        await late.close()
+        for symbol in ("STL1", "STL2"):
+            await injector.redis.hdel(f"market-data:feed:{symbol}", "stale")
+        await injector.redis.publish("market-data:status", msgpack.packb(
+            {"type": "recovered", "symbols": ["STL1", "STL2"], "reason": "", "ts": 2}))
+        await injector.redis.publish("market-data:status", b"junk")  # ignored, logged
+        await asyncio.sleep(0.3)
+        after = await subscribed_client(edge.ws_url, ["STL2"])
+        await after.send({"action": "ping", "timestamp": "p"})
+        await after.until(lambda m: m["type"] == "pong")
+        assert not [m for m in after.received if m["type"] == "error"]
+        await after.close()
+        assert not [m for m in other.received if m["type"] == "error"]
+    finally:
+        await watcher.close()
+        await other.close()

@@ -41,13 +41,19 @@ class RedisTickBus:
     """Ticks over Redis. `on_message(channel, payload)` is called for every message on a
     subscribed channel, in order, from one listener task (`run`)."""
 
-    def __init__(self, redis: aioredis.Redis, on_message: MessageHandler | None = None):
+    def __init__(self, redis: aioredis.Redis, on_message: MessageHandler | None = None,
+                 standing_channels: Iterable[str] = (names.CONTROL_CHANNEL,)):
         self._redis = redis
         self._on_message = on_message
+        self._standing = tuple(standing_channels)
         self._channels: set[str] = set()
         self._pubsub = None
         self._lock = asyncio.Lock()
         self.connected = asyncio.Event()
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        return self._redis
 
     # -- publishing ---------------------------------------------------------------
 
@@ -128,9 +134,9 @@ class RedisTickBus:
     async def _connect(self) -> None:
         async with self._lock:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            # A pubsub with no channel cannot read; the control channel or a first
-            # symbol normally exists, and this keeps the connection open regardless.
-            await pubsub.subscribe(names.CONTROL_CHANNEL, *self._channels)
+            # Standing channels (control, feed status) are always held, which also keeps
+            # the connection readable before the first symbol is subscribed.
+            await pubsub.subscribe(*self._standing, *self._channels)
             self._pubsub = pubsub
         self.connected.set()
 

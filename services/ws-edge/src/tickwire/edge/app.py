@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from tickwire.core import names
 from tickwire.core.eventlog import ensure_topics, event_producer, tickwire_topics
 from tickwire.core.service import add_probes
 from tickwire.core.tickbus import RedisTickBus, redis_client
@@ -40,7 +41,8 @@ async def _node(app: web.Application):
     producer = event_producer(settings.kafka_bootstrap_servers, f"edge-{settings.edge_id}")
     await producer.start()
     announcements = Announcements(producer, settings.edge_id)
-    bus = RedisTickBus(redis, on_message=lambda channel, payload: node.on_bus_message(channel, payload))
+    bus = RedisTickBus(redis, on_message=lambda channel, payload: node.on_bus_message(channel, payload),
+                       standing_channels=(names.CONTROL_CHANNEL, names.STATUS_CHANNEL))
     node = app[NODE] = EdgeNode(settings, bus, announcements)
     app[WEBSOCKETS] = WebSocketEndpoint(node)
     app[QUOTES] = QuoteRoutes(node)

@@ -57,6 +57,8 @@ async def subscribe(node: EdgeNode, session: Session, action: Subscribe, ack: bo
     for tick in await node.bus.latest(fresh):
         if tick is not None and tick.symbol in session.symbols:
             session.offer(tick, snapshot=True)
+    if stale := await node.stale_among(fresh):
+        node.warn_stale({session: stale})
 
 
 async def unsubscribe(node: EdgeNode, session: Session, action: Unsubscribe) -> None:

@@ -16,7 +16,8 @@ from prometheus_client import Counter, Gauge
 
 from tickwire.core import names
 from tickwire.core.codecs import DecodeError, decode_msgpack
-from tickwire.core.models import reconnect_message
+from tickwire.core.models import (ErrorCode, FeedState, FeedStatus, error_message,
+                                  reconnect_message)
 from tickwire.core.tickbus import RedisTickBus
 from tickwire.edge.admission import Admission
 from tickwire.edge.announcements import Announcements
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 CONNECTIONS = Gauge("tickwire_edge_connections", "Open client connections", ["kind"])
 CLOSED = Counter("tickwire_edge_connections_closed_total", "Connections closed by the edge",
                  ["reason"])
+
+STALE_WARNINGS = Counter("tickwire_edge_data_stale_warnings_total",
+                         "DATA_STALE errors sent to clients")
 
 TRY_AGAIN_LATER = 1013
 
@@ -81,8 +85,45 @@ class EdgeNode:
     def on_bus_message(self, channel: str, payload: bytes) -> None:
         if channel == names.CONTROL_CHANNEL:
             self.on_control(payload)
+        elif channel == names.STATUS_CHANNEL:
+            self.on_feed_status(payload)
         else:
             self.hub.dispatch_tick(channel, payload)
+
+    def on_feed_status(self, payload: bytes) -> None:
+        """The ingestor's feed changes: `stale` reaches each subscribed client once as a
+        DATA_STALE error naming its symbols; `recovered` needs no message, the prices do."""
+        try:
+            status = FeedStatus.from_wire(decode_msgpack(payload))
+        except (DecodeError, ValueError) as exc:
+            log.warning("invalid feed status", extra={"error": str(exc)})
+            return
+        if status.state == FeedState.STALE:
+            self.warn_stale(self._watchers_of(status.symbols))
+
+    async def stale_among(self, symbols: list[str]) -> list[str]:
+        """Those of `symbols` the ingestor flags stale now (for clients arriving later)."""
+        if not symbols:
+            return []
+        async with self.bus.redis.pipeline(transaction=False) as pipe:
+            for symbol in symbols:
+                pipe.hget(names.feed_key(symbol), "stale")
+            flags = await pipe.execute()
+        return [s for s, flag in zip(symbols, flags) if flag == b"1"]
+
+    def _watchers_of(self, symbols) -> dict[Session, list[str]]:
+        affected: dict[Session, list[str]] = {}
+        for symbol in symbols:
+            for session in self.hub.watchers(symbol):
+                if isinstance(session, Session):
+                    affected.setdefault(session, []).append(symbol)
+        return affected
+
+    def warn_stale(self, affected: dict[Session, list[str]]) -> None:
+        for session, symbols in affected.items():
+            STALE_WARNINGS.inc()
+            session.send(error_message(ErrorCode.DATA_STALE,
+                                       "providers are failing; serving cached data", symbols))
 
     def on_control(self, payload: bytes) -> None:
         """`{"type": "pause"|"resume"|"drain", "edge": id | "*"}`, as msgpack or JSON."""
