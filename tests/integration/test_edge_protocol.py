@@ -149,10 +149,9 @@ async def test_max_hz_limits_the_rate_and_keeps_the_newest(stack, injector):
             await asyncio.sleep(0.05)
         elapsed = loop.time() - started
         await asyncio.sleep(1.0)  # the throttle releases the newest pending value
-        updates = []
         while True:
             try:
-                message = await client.next(timeout=0.5)
+                await client.next(timeout=0.5)
             except asyncio.TimeoutError:
                 break
         updates = [m for m in client.received if m.get("type") == "price_update"]
@@ -193,3 +192,20 @@ async def test_unsubscribe_releases_the_redis_channel_when_last(stack, injector)
 
 async def _unsubscribed(injector, symbol: str) -> bool:
     return await injector.subscribers(symbol) == 0
+
+
+async def test_permessage_deflate_when_offered_and_off_by_setting(stack, injector):
+    on, off = stack.edge("edge-p10"), stack.edge("edge-p11", TICKWIRE_EDGE_COMPRESSION="false")
+    for edge, expected in ((on, True), (off, False)):
+        client = await WsClient.connect(edge.ws_url, compress=15)
+        try:
+            assert bool(client.ws.compress) is expected
+            await client.next()
+            await client.send({"action": "subscribe", "symbols": ["ZIP"]})
+            await client.until(lambda m: m["type"] == "subscribed")
+            await eventually(lambda: _subscribed(injector, "ZIP"))
+            await injector.publish("ZIP", 1 if expected else 2)
+            [update] = await client.updates("ZIP", 1)
+            assert update["data"]["symbol"] == "ZIP"
+        finally:
+            await client.close()
