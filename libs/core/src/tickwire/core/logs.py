@@ -1,4 +1,8 @@
-"""Structured logging: JSON lines (default) or plain text, chosen by TICKWIRE_LOG_FORMAT."""
+"""Structured logging: JSON lines (default) or plain text, chosen by TICKWIRE_LOG_FORMAT.
+
+A line written while a sampled span is current carries its `trace_id` and `span_id`, so
+a log line leads to its trace and back.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import sys
 import time
 
 import orjson
+
+from tickwire.core.telemetry import span_ids
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -25,18 +31,26 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        if ids := span_ids():
+            entry["trace_id"], entry["span_id"] = ids
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()
 
 
+class TextFormatter(logging.Formatter):
+    def __init__(self, service: str):
+        super().__init__(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s%(trace)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        ids = span_ids()
+        record.trace = f" [trace_id={ids[0]} span_id={ids[1]}]" if ids else ""
+        return super().format(record)
+
+
 def configure_logging(service: str, level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter(service))
-    else:
-        handler.setFormatter(logging.Formatter(
-            f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter(service) if fmt == "json" else TextFormatter(service))
     handler.formatter.converter = time.gmtime
     root = logging.getLogger()
     root.handlers[:] = [handler]

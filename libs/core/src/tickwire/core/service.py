@@ -15,6 +15,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 from tickwire.core.eventlog import KafkaError, kafka_reachable
 from tickwire.core.logs import configure_logging
 from tickwire.core.settings import S, ServiceSettings, env_name, fail_start, load_settings
+from tickwire.core.telemetry import configure_tracing, instance_id, shutdown_tracing
 from tickwire.core.tickbus import redis_client
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,10 @@ async def wait_for_dependencies(settings: ServiceSettings, program: str, kafka: 
             kafka_log.setLevel(level)
 
 
-def add_probes(app: web.Application, readiness: Readiness) -> None:
-    """/healthz (the process works), /readyz (dependencies up, not draining), /metrics."""
+def add_probes(app: web.Application, readiness: Readiness,
+               before_scrape: Callable[[], None] | None = None) -> None:
+    """/healthz (the process works), /readyz (dependencies up, not draining), /metrics.
+    `before_scrape` refreshes gauges that are cheaper to compute per scrape than to keep."""
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -74,6 +77,8 @@ def add_probes(app: web.Application, readiness: Readiness) -> None:
         return web.json_response({"status": "not_ready", "reason": reason}, status=503)
 
     async def metrics(_: web.Request) -> web.Response:
+        if before_scrape is not None:
+            before_scrape()
         body = prometheus_client.generate_latest(prometheus_client.REGISTRY)
         return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
 
@@ -95,12 +100,21 @@ def run_service(app_factory: Callable[[], Awaitable[web.Application]], host: str
 
 def serve(program: str, settings_class: type[S], build_app: Callable[[S], web.Application]) -> None:
     """A service's whole `main`: settings from the environment (one line and exit 2 on a
-    bad value), logging, wait for Redis and Kafka, then serve until SIGTERM."""
+    bad value), logging and tracing, wait for Redis and Kafka, then serve until SIGTERM."""
     settings = load_settings(settings_class, program)
     configure_logging(program, settings.log_level, settings.log_format)
+    provider = configure_tracing(program, instance_id(settings), settings.trace_tick_ratio,
+                                 settings.trace_subscription_ratio)
+
+    async def flush_traces(_: web.Application) -> None:
+        # After cleanup_ctx (registered later): the shutdown's own spans are included.
+        await asyncio.to_thread(shutdown_tracing, provider)
 
     async def start() -> web.Application:
         await wait_for_dependencies(settings, program)
-        return build_app(settings)
+        app = build_app(settings)
+        if provider is not None:
+            app.on_cleanup.append(flush_traces)
+        return app
 
     run_service(start, settings.host, settings.port)

@@ -32,6 +32,15 @@ class ServiceSettings(BaseSettings):
     subscriptions_partitions: int = shared("TICKWIRE_SUBSCRIPTIONS_PARTITIONS", 6, ge=1)
     active_symbols_partitions: int = shared("TICKWIRE_ACTIVE_SYMBOLS_PARTITIONS", 6, ge=1)
     kafka_replication_factor: int = shared("TICKWIRE_KAFKA_REPLICATION_FACTOR", 1, ge=1)
+    # Telemetry (see tickwire.core.telemetry; export itself follows the OTEL_* variables)
+    trace_tick_ratio: float = shared("TICKWIRE_TRACE_TICK_RATIO", 0.01, ge=0, le=1,
+                                     description="share of tick flows traced (root decision)")
+    trace_subscription_ratio: float = shared("TICKWIRE_TRACE_SUBSCRIPTION_RATIO", 1.0, ge=0, le=1,
+                                             description="share of subscription flows traced")
+    latency_warning_seconds: float = shared("TICKWIRE_LATENCY_WARNING_SECONDS", 1.0, gt=0,
+                                            description="a tick slower than this (ingest on "
+                                            "the ingestor, publish to write on an edge) is "
+                                            "logged as a warning, at most every 30 s")
 
     @field_validator("log_level", mode="before")
     @classmethod
