@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from collections.abc import Iterable, Sequence
 
 from opentelemetry import trace
@@ -119,10 +120,13 @@ def configure_tracing(service_name: str, instance: str, tick_ratio: float,
     return provider
 
 
-def shutdown_tracing(provider: TracerProvider, timeout_ms: int = 3000) -> None:
-    """Export what is buffered (bounded), then stop. Blocking: call it off the event loop."""
-    provider.force_flush(timeout_ms)
-    provider.shutdown()
+def shutdown_tracing(provider: TracerProvider, timeout: float = 3.0) -> None:
+    """Export what is buffered, waiting at most `timeout` seconds: an unreachable collector
+    (whose exporter retries for up to OTEL_EXPORTER_OTLP_TIMEOUT) must not hold up a
+    service's shutdown. Blocking: call it off the event loop."""
+    stopping = threading.Thread(target=provider.shutdown, name="otel-shutdown", daemon=True)
+    stopping.start()
+    stopping.join(timeout)
 
 
 # ---- carrying context --------------------------------------------------------------
