@@ -14,13 +14,19 @@ import time
 from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaProducer
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
 from prometheus_client import Counter
 
 from tickwire.core import names
 from tickwire.core.eventlog import KafkaError
 from tickwire.core.events import SubscriptionEvent, SubscriptionEventType
+from tickwire.core.telemetry import FLOW, SUBSCRIPTION, TICK, kafka_attributes, kafka_headers
 
 log = logging.getLogger(__name__)
+TRACER = trace.get_tracer("tickwire.edge")
 
 EVENTS_FAILED = Counter("tickwire_edge_subscription_events_failed_total",
                         "Subscription events not delivered to Kafka (healed by heartbeats)",
@@ -32,7 +38,8 @@ class Announcements:
         self._producer = producer
         self.edge_id = edge_id
         self._last_ts = 0
-        self._queue: asyncio.Queue[SubscriptionEvent] = asyncio.Queue(queue_size)
+        # Each event with the trace context it was emitted in (its record carries it on).
+        self._queue: asyncio.Queue[tuple[SubscriptionEvent, Context]] = asyncio.Queue(queue_size)
         self.kafka_ok = True
 
     def _ts(self) -> int:
@@ -56,7 +63,7 @@ class Announcements:
 
     def _enqueue(self, event: SubscriptionEvent) -> None:
         try:
-            self._queue.put_nowait(event)
+            self._queue.put_nowait((event, otel_context.get_current()))
         except asyncio.QueueFull:
             EVENTS_FAILED.labels("overflow").inc()
 
@@ -68,14 +75,26 @@ class Announcements:
     async def run(self) -> None:
         """Hand queued events to the producer, in order, until cancelled."""
         while True:
-            event = await self._queue.get()
+            event, emitted_in = await self._queue.get()
             try:
-                delivery = await self._producer.send(names.SUBSCRIPTIONS_TOPIC, key=event.key(),
-                                                     value=event.encode())
+                delivery = await self._send(event, emitted_in)
             except KafkaError as exc:
                 self._failed(exc)
                 continue
             delivery.add_done_callback(self._delivered)
+
+    async def _send(self, event: SubscriptionEvent, parent: Context | None = None) -> asyncio.Future:
+        """Hand one event to the producer in a PRODUCER span whose context rides in the
+        record's headers (heartbeats are sampled like ticks: they are periodic)."""
+        flow = TICK if event.type is SubscriptionEventType.EDGE_HEARTBEAT else SUBSCRIPTION
+        with TRACER.start_as_current_span(
+                f"{names.SUBSCRIPTIONS_TOPIC} publish", context=parent, kind=SpanKind.PRODUCER,
+                attributes=kafka_attributes(names.SUBSCRIPTIONS_TOPIC, **{
+                    FLOW: flow, "tickwire.event": str(event.type),
+                    "tickwire.edge_id": self.edge_id, "tickwire.symbol": event.symbol or "",
+                    "tickwire.symbol_count": len(event.symbols) or int(bool(event.symbol))})):
+            return await self._producer.send(names.SUBSCRIPTIONS_TOPIC, key=event.key(),
+                                             value=event.encode(), headers=kafka_headers())
 
     async def edge_down(self, timeout: float = 5.0) -> None:
         """Sent at shutdown after what is queued, and waited for: the registry drops this
@@ -84,11 +103,8 @@ class Announcements:
         try:
             async with asyncio.timeout(timeout):
                 while not self._queue.empty():
-                    queued = self._queue.get_nowait()
-                    await self._producer.send(names.SUBSCRIPTIONS_TOPIC, key=queued.key(),
-                                              value=queued.encode())
-                delivery = await self._producer.send(names.SUBSCRIPTIONS_TOPIC, key=event.key(),
-                                                     value=event.encode())
+                    await self._send(*self._queue.get_nowait())
+                delivery = await self._send(event)
                 await delivery
         except (KafkaError, TimeoutError) as exc:
             log.warning("edge_down not delivered; the lease will expire",

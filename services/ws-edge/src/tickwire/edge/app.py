@@ -16,6 +16,7 @@ from tickwire.core.tickbus import RedisTickBus, redis_client
 from tickwire.edge.announcements import Announcements
 from tickwire.edge.connection import WebSocketEndpoint
 from tickwire.edge.node import EdgeNode
+from tickwire.edge.observability import LATENCY_WARNINGS, export_subscriptions
 from tickwire.edge.rest import QuoteRoutes
 from tickwire.edge.settings import EdgeSettings
 from tickwire.edge.stream import stream
@@ -85,6 +86,7 @@ async def _edge_header(request: web.Request, response: web.StreamResponse) -> No
 def build_app(settings: EdgeSettings) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
     app[SETTINGS] = settings
+    LATENCY_WARNINGS.threshold = settings.latency_warning_seconds
 
     def readiness() -> str | None:
         node = app.get(NODE)
@@ -133,5 +135,10 @@ def build_app(settings: EdgeSettings) -> web.Application:
     app.router.add_get("/api/quotes/{symbol}", quote)
     app.router.add_get("/", index)
     app.router.add_get("/assets/{name:[A-Za-z0-9._-]+}", asset)
-    add_probes(app, readiness)
+
+    def before_scrape() -> None:
+        node = app.get(NODE)
+        export_subscriptions(node.hub.subscriber_counts() if node is not None else {})
+
+    add_probes(app, readiness, before_scrape)
     return app

@@ -98,10 +98,19 @@ class WebSocketEndpoint:
         session.send(connected_message(session.client_id, self.node.edge_id))
         self.node.track(session, "websocket")
         CONNECTIONS_OPENED.inc()
+        opened = time.monotonic()
+        log.info("client connected", extra={
+            "client": session.client_id, "address": address, "binary": binary,
+            "reconnection": self.node.recent_closes.reconnecting(address, opened)})
         try:
             await self._read_loop(ws, session)
         finally:
+            symbols = len(session.symbols)
+            self.node.recent_closes.closed(address)
             await self.node.untrack(session, "websocket")
+            log.info("client disconnected", extra={
+                "client": session.client_id, "address": address, "close_code": ws.close_code,
+                "symbols": symbols, "duration_s": round(time.monotonic() - opened, 1)})
         return ws
 
     async def _read_loop(self, ws: web.WebSocketResponse, session: Session) -> None:

@@ -12,10 +12,11 @@ from tickwire.core.models import Tick, price_update_message
 
 
 class TickFrames:
-    __slots__ = ("tick", "__dict__")
+    __slots__ = ("tick", "written", "__dict__")
 
     def __init__(self, tick: Tick):
         self.tick = tick
+        self.written = False  # set by the tick's first write on this edge (its latency)
 
     @cached_property
     def _message(self) -> dict:

@@ -22,6 +22,7 @@ from tickwire.core.models import Tick
 from tickwire.core.tickbus import RedisTickBus
 from tickwire.edge.announcements import Announcements
 from tickwire.edge.frames import TickFrames
+from tickwire.edge.observability import fan_out_span, upstream_span
 from tickwire.edge.session import Session
 
 log = logging.getLogger(__name__)
@@ -47,16 +48,20 @@ class Hub:
             new = [s for s in symbols if s not in self._subscribers]
             failed: list[str] = []
             if new:
-                try:
-                    await self._bus.subscribe([names.tick_channel(s) for s in new])
-                except (RedisError, OSError) as exc:
-                    log.warning("redis subscribe failed", extra={"symbols": new[:10],
-                                                                 "error": repr(exc)})
-                    failed = new
-                else:
-                    for symbol in new:
-                        self._subscribers[symbol] = set()
-                    self._announcements.subscribed(new)
+                with upstream_span("subscribe", new) as span:
+                    try:
+                        await self._bus.subscribe([names.tick_channel(s) for s in new])
+                    except (RedisError, OSError) as exc:
+                        log.warning("redis subscribe failed", extra={"symbols": new[:10],
+                                                                     "error": repr(exc)})
+                        span.record_exception(exc)
+                        failed = new
+                    else:
+                        for symbol in new:
+                            self._subscribers[symbol] = set()
+                        self._announcements.subscribed(new)
+                        log.info("symbols subscribed upstream",
+                                 extra={"symbols": new[:20], "count": len(new)})
             for symbol in symbols:
                 if symbol in self._subscribers:
                     self._subscribers[symbol].add(session)
@@ -78,12 +83,19 @@ class Hub:
                     del self._subscribers[symbol]
                     emptied.append(symbol)
             if emptied:
-                await self._bus.unsubscribe([names.tick_channel(s) for s in emptied])
-                self._announcements.unsubscribed(emptied)
+                with upstream_span("unsubscribe", emptied):
+                    await self._bus.unsubscribe([names.tick_channel(s) for s in emptied])
+                    self._announcements.unsubscribed(emptied)
+                    log.info("symbols unsubscribed upstream",
+                             extra={"symbols": emptied[:20], "count": len(emptied)})
             SYMBOLS.set(len(self._subscribers))
 
     def watchers(self, symbol: str) -> set[Session]:
         return self._subscribers.get(symbol, set())
+
+    def subscriber_counts(self) -> dict[str, int]:
+        """symbol → local subscribers (a REST poll holder counts as one)."""
+        return {symbol: len(watchers) for symbol, watchers in self._subscribers.items()}
 
     def dispatch_tick(self, channel: str, payload: bytes) -> None:
         """Called by the bus listener for every tick: decode once, offer to each watcher."""
@@ -100,6 +112,11 @@ class Hub:
         frames = TickFrames(tick)
         if self._held is not None:
             self._held[symbol] = (tick, frames)
+            return
+        if tick.traceparent:  # sampled upstream: this edge's part of the tick's trace
+            with fan_out_span(tick, channel) as span:
+                span.set_attribute("tickwire.recipients",
+                                   sum(1 for session in watchers if session.offer(tick, frames)))
             return
         for session in watchers:
             session.offer(tick, frames)

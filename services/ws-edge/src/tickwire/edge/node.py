@@ -22,6 +22,7 @@ from tickwire.core.tickbus import RedisTickBus
 from tickwire.edge.admission import Admission
 from tickwire.edge.announcements import Announcements
 from tickwire.edge.hub import Hub, PollInterest
+from tickwire.edge.observability import RecentCloses
 from tickwire.edge.session import Session
 from tickwire.edge.settings import EdgeSettings
 
@@ -46,6 +47,7 @@ class EdgeNode:
         self.admission = Admission(settings)
         self.poll_interest = PollInterest(self.hub, settings.poll_interest_seconds)
         self.sessions: set[Session] = set()
+        self.recent_closes = RecentCloses()
         self.drained = asyncio.Event()
 
     @property
@@ -75,8 +77,10 @@ class EdgeNode:
 
     async def shed(self, session: Session, code: int, reason: str) -> None:
         CLOSED.labels(reason).inc()
-        log.info("closing client", extra={"client": session.client_id, "code": code,
-                                          "reason": reason})
+        # A shed slow consumer is a performance warning; the other reasons are routine.
+        log.log(logging.WARNING if code == TRY_AGAIN_LATER else logging.INFO, "closing client",
+                extra={"client": session.client_id, "code": code, "reason": reason,
+                       "address": session.address, "pending_updates": session.pending_updates})
         await session.stop()
         await session.sink.close(code, reason)
 

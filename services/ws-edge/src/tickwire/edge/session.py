@@ -28,6 +28,7 @@ from tickwire.core.codecs import encode_msgpack
 from tickwire.core.models import Tick, batch_update_message, price_update_message
 from tickwire.edge.frames import TickFrames
 from tickwire.edge.limits import Throttle, TokenBucket
+from tickwire.edge.observability import observe_first_writes
 from tickwire.edge.sinks import Sink
 
 log = logging.getLogger(__name__)
@@ -183,6 +184,7 @@ class Session:
             for entry in entries:
                 frame, kind = self._update_frame([entry])
                 await self._write(frame, kind)
+        observe_first_writes(entries)
 
     def _wake_at(self, when: float) -> None:
         if self._timer is not None:
