@@ -21,12 +21,17 @@ from collections.abc import Sequence
 import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from tickwire.core import names
+from tickwire.core.telemetry import (FLOW, SUBSCRIPTION, TRACEPARENT, context_from_traceparent,
+                                     kafka_attributes, kafka_headers)
 from tickwire.registry.metrics import ANNOUNCEMENTS, LEADER, OUTBOX
 from tickwire.registry.retry import KAFKA_ERRORS, REDIS_ERRORS, forever
 
 log = logging.getLogger(__name__)
+TRACER = trace.get_tracer("tickwire.registry")
 
 # KEYS: leader. ARGV: replica, ttl_ms. Renews the lease if held, else takes it if free.
 _CLAIM = """
@@ -111,9 +116,7 @@ class Announcer:
         deliveries = []
         try:
             for entry in entries:
-                key = orjson.loads(entry)["symbol"].encode()
-                deliveries.append(await self._producer.send(names.ACTIVE_SYMBOLS_TOPIC,
-                                                            key=key, value=bytes(entry)))
+                deliveries.append(await self._send(entry))
         finally:
             # Whatever was handed to the producer is awaited, so an entry Kafka took is
             # removed even when a later send failed.
@@ -124,6 +127,23 @@ class Announcer:
         if done < len(entries):
             raise next(r for r in results if isinstance(r, BaseException))
         return done
+
+    async def _send(self, entry: bytes) -> asyncio.Future:
+        """Hand one outbox entry to the producer. An entry's `traceparent` (the context of
+        the subscription event that caused it) moves from the JSON into the record's
+        headers, so the value is exactly the contract's `{v,symbol,active,subscribers,ts}`."""
+        body = orjson.loads(entry)
+        cause = body.pop(TRACEPARENT, None)
+        value = orjson.dumps(body) if cause is not None else bytes(entry)
+        with TRACER.start_as_current_span(
+                f"{names.ACTIVE_SYMBOLS_TOPIC} publish", kind=SpanKind.PRODUCER,
+                context=context_from_traceparent(cause),
+                attributes=kafka_attributes(names.ACTIVE_SYMBOLS_TOPIC, **{
+                    FLOW: SUBSCRIPTION, "tickwire.symbol": body["symbol"],
+                    "tickwire.active": bool(body.get("active"))})):
+            return await self._producer.send(names.ACTIVE_SYMBOLS_TOPIC,
+                                             key=body["symbol"].encode(), value=value,
+                                             headers=kafka_headers())
 
     async def _remove(self, count: int) -> None:
         if await self._trim(keys=[names.REGISTRY_LEADER_KEY, names.REGISTRY_OUTBOX_KEY],

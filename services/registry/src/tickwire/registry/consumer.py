@@ -20,9 +20,14 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
+from tickwire.core import names
 from tickwire.core.eventlog import KafkaError
-from tickwire.core.events import EventError, SubscriptionEvent
+from tickwire.core.events import EventError, SubscriptionEvent, SubscriptionEventType
+from tickwire.core.telemetry import (FLOW, SUBSCRIPTION, TICK, context_from_headers,
+                                     kafka_attributes, traceparent)
 from tickwire.registry import progress
 from tickwire.registry.health import Health
 from tickwire.registry.metrics import (ACTIVITY_CHANGES, APPLY_SECONDS, COMMIT_FAILURES,
@@ -31,6 +36,7 @@ from tickwire.registry.retry import REDIS_ERRORS, describe, until_done
 from tickwire.registry.state import RegistryState
 
 log = logging.getLogger(__name__)
+TRACER = trace.get_tracer("tickwire.registry")
 
 MAX_BATCH = 500
 POLL_MS = 500
@@ -89,16 +95,32 @@ class SubscriptionConsumer:
             log.warning("skipping a record that is not a subscription event: %s", exc,
                         extra={"partition": record.partition, "offset": record.offset})
             return
-        started = time.perf_counter()
-        outcome = await until_done("redis", "apply", self._health, self._state.apply, event,
-                                   record.timestamp)
-        APPLY_SECONDS.observe(time.perf_counter() - started)
-        EVENTS.labels(str(event.type)).inc()
-        if outcome.stale:
-            STALE_EVENTS.inc()
-        if outcome.changed:
-            ACTIVITY_CHANGES.inc(outcome.changed)
-            self._on_activity_change()
+        # The edge's span is the parent; the activity changes this event causes carry
+        # this span's context on to the announcements (outbox entries, then Kafka headers).
+        flow = TICK if event.type is SubscriptionEventType.EDGE_HEARTBEAT else SUBSCRIPTION
+        with TRACER.start_as_current_span(
+                f"{names.SUBSCRIPTIONS_TOPIC} process", kind=SpanKind.CONSUMER,
+                context=context_from_headers(record.headers),
+                attributes=kafka_attributes(names.SUBSCRIPTIONS_TOPIC, **{
+                    FLOW: flow, "messaging.kafka.destination.partition": record.partition,
+                    "messaging.kafka.message.offset": record.offset,
+                    "tickwire.event": str(event.type), "tickwire.edge_id": event.edge_id,
+                    "tickwire.symbol": event.symbol or ""})) as span:
+            started = time.perf_counter()
+            outcome = await until_done("redis", "apply", self._health, self._state.apply, event,
+                                       record.timestamp, traceparent() or "")
+            APPLY_SECONDS.observe(time.perf_counter() - started)
+            span.set_attributes({"tickwire.activity_changes": outcome.changed,
+                                 "tickwire.stale": outcome.stale})
+            EVENTS.labels(str(event.type)).inc()
+            if outcome.stale:
+                STALE_EVENTS.inc()
+            if outcome.changed:
+                ACTIVITY_CHANGES.inc(outcome.changed)
+                log.info("symbol activity changed", extra={
+                    "edge": event.edge_id, "event": str(event.type),
+                    "symbol": event.symbol, "changes": outcome.changed})
+                self._on_activity_change()
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         # aiokafka itself retries a commit while the coordinator is unreachable.

@@ -1,7 +1,9 @@
 """The registry's state transitions, each one atomic Lua script (see `state` for the model).
 
 Both scripts share KEYS = edge_symbols, stamps, lease, tombstone, edges, active, outbox
-and ARGV[1..5] = edge, now_ms, tombstone_seconds, symbol-key prefix, symbol-key suffix.
+and ARGV[1..6] = edge, now_ms, tombstone_seconds, symbol-key prefix, symbol-key suffix,
+traceparent (W3C trace context of the cause, or ""; copied into outbox entries so an
+announcement continues the trace of the subscription that caused it).
 The per-symbol keys are built inside the scripts, which is fine on one Redis (not Cluster).
 """
 
@@ -10,6 +12,7 @@ local edge_symbols, stamps, lease, tombstone, edges, active, outbox =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local edge, now, tombstone_s = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local prefix, suffix = ARGV[4], ARGV[5]
+local traceparent = ARGV[6] ~= '' and ARGV[6] or nil
 local changed = 0
 
 -- A missing key or field reads as -1, older than any timestamp.
@@ -17,7 +20,8 @@ local function number(value) return tonumber(value or '-1') end
 
 local function announce(symbol, is_active, subscribers)
   redis.call('RPUSH', outbox, cjson.encode({v = 1, symbol = symbol, active = is_active,
-                                            subscribers = subscribers, ts = now}))
+                                            subscribers = subscribers, ts = now,
+                                            traceparent = traceparent}))
   changed = changed + 1
 end
 
@@ -57,10 +61,10 @@ local function forget_edge()
 end
 """
 
-# ARGV[6..]: kind, ts, then the symbol (subscribe/unsubscribe) or the whole set (heartbeat).
+# ARGV[7..]: kind, ts, then the symbol (subscribe/unsubscribe) or the whole set (heartbeat).
 # Returns {symbols whose activity changed, 1 if the event was stale and changed nothing}.
 APPLY = _PRELUDE + """
-local kind, ts = ARGV[6], tonumber(ARGV[7])
+local kind, ts = ARGV[7], tonumber(ARGV[8])
 if ts <= number(redis.call('GET', tombstone)) then return {0, 1} end
 
 local floor = number(redis.call('HGET', lease, 'heartbeat'))
@@ -98,22 +102,22 @@ if ts > number(redis.call('HGET', lease, 'seen')) then redis.call('HSET', lease,
 if kind == 'edge_heartbeat' then
   if ts < floor then return {changed, 1} end
   local wanted = {}
-  for i = 8, #ARGV do wanted[ARGV[i]] = true end
+  for i = 9, #ARGV do wanted[ARGV[i]] = true end
   reconcile(wanted)
   return {changed, 0}
 end
 
-local symbol = ARGV[8]
+local symbol = ARGV[9]
 if ts < math.max(stamp(symbol), floor) then return {changed, 1} end
 redis.call('HSET', stamps, symbol, ts)
 if kind == 'subscribe' then add(symbol) else remove(symbol) end
 return {changed, 0}
 """
 
-# ARGV[6]: cutoff. Removes the edge if its newest event is older than the cutoff.
+# ARGV[7]: cutoff. Removes the edge if its newest event is older than the cutoff.
 # Returns {1 if removed, how many symbols became inactive}.
 EXPIRE = _PRELUDE + """
-local cutoff = tonumber(ARGV[6])
+local cutoff = tonumber(ARGV[7])
 local seen = number(redis.call('HGET', lease, 'seen'))
 if seen >= cutoff then return {0, 0} end
 forget_edge()

@@ -52,13 +52,17 @@ class RegistryState:
         self._apply = redis.register_script(lua.APPLY)
         self._expire = redis.register_script(lua.EXPIRE)
 
-    async def apply(self, event: SubscriptionEvent, fallback_ts: int) -> Outcome:
+    async def apply(self, event: SubscriptionEvent, fallback_ts: int,
+                    traceparent: str = "") -> Outcome:
         """Apply one event. `fallback_ts` (the Kafka record's timestamp) stands in for a
-        missing `ts`, so a replay orders such an event exactly as the first pass did."""
+        missing `ts`, so a replay orders such an event exactly as the first pass did.
+        `traceparent` (W3C, may be empty) goes into the outbox entries this event causes,
+        so their announcements continue the event's trace."""
         symbols = [event.symbol] if event.symbol else list(event.symbols)
         changed, stale = await self._apply(
             keys=self._keys(event.edge_id),
-            args=[*self._common(event.edge_id), str(event.type), event.ts or fallback_ts, *symbols])
+            args=[*self._common(event.edge_id, traceparent), str(event.type),
+                  event.ts or fallback_ts, *symbols])
         return Outcome(int(changed), bool(stale))
 
     async def expire(self, edge_id: str, cutoff_ms: int) -> tuple[bool, int]:
@@ -73,9 +77,9 @@ class RegistryState:
                 names.edge_lease_key(edge_id), names.edge_down_key(edge_id), names.EDGES_KEY,
                 names.ACTIVE_SYMBOLS_KEY, names.REGISTRY_OUTBOX_KEY]
 
-    def _common(self, edge_id: str) -> list[object]:
+    def _common(self, edge_id: str, traceparent: str = "") -> list[object]:
         return [edge_id, now_ms(), self._tombstone_s, names.SYMBOL_EDGES_PREFIX,
-                names.SYMBOL_EDGES_SUFFIX]
+                names.SYMBOL_EDGES_SUFFIX, traceparent]
 
     # ---- how far the subscriptions topic has been read (written by each replica) ----
 
