@@ -65,6 +65,7 @@ async def _background(app: web.Application):
     poller = app[POLLER] = Poller(runners, active, TickPublisher(redis, RedisTickBus(redis)),
                                   FeedStore(redis),
                                   Scheduler(settings.poll_interval, settings.freshness_seconds))
+    poller.latency_warning_seconds = settings.latency_warning_seconds
     tasks = [asyncio.create_task(active.run(consumer), name="assignments"),
              asyncio.create_task(poller.run(), name="poll")]
     log.info("ingestor started", extra={"replica": rid, "providers": [r.name for r in runners]})

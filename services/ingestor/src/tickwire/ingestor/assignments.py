@@ -13,14 +13,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
 
+from tickwire.core import names
 from tickwire.core.eventlog import KafkaError
 from tickwire.core.events import ActiveSymbolEvent, EventError
+from tickwire.core.telemetry import FLOW, SUBSCRIPTION, context_from_headers, kafka_attributes
 from tickwire.ingestor.metrics import KAFKA_LAG
 
 log = logging.getLogger(__name__)
+TRACER = trace.get_tracer("tickwire.ingestor")
+
+# A record older than this is being re-read (every assignment replays the partition):
+# its trace ended long ago, so it gets no span.
+REPLAY_HORIZON_MS = 30_000
 
 
 class ActiveSymbols(ConsumerRebalanceListener):
@@ -28,6 +39,9 @@ class ActiveSymbols(ConsumerRebalanceListener):
         self._by_partition: dict[int, dict[str, int]] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._next_offset: dict[int, int] = {}  # partition → offset after the last record read
+        # symbol → the trace context of the event that just activated it, until the poller
+        # starts its first fetch (`take_origins`): the subscription's trace goes on there.
+        self._origins: dict[str, Context] = {}
         self.kafka_ok = False
 
     def symbols(self) -> dict[str, int]:
@@ -39,7 +53,8 @@ class ActiveSymbols(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         for tp in revoked:
-            self._by_partition.pop(tp.partition, None)
+            for symbol in self._by_partition.pop(tp.partition, None) or ():
+                self._origins.pop(symbol, None)
             self._next_offset.pop(tp.partition, None)
             with contextlib.suppress(KeyError):
                 KAFKA_LAG.remove(str(tp.partition))
@@ -59,6 +74,30 @@ class ActiveSymbols(ConsumerRebalanceListener):
             symbols[event.symbol] = max(1, event.subscribers)
         else:
             symbols.pop(event.symbol, None)
+            self._origins.pop(event.symbol, None)
+
+    def take_origins(self, symbols: list[str]) -> list[Context]:
+        """The activation contexts of those of `symbols` not fetched since they became active."""
+        return [origin for s in symbols if (origin := self._origins.pop(s, None)) is not None]
+
+    def _apply_record(self, partition: int, record) -> None:
+        event = ActiveSymbolEvent.decode(record.value)
+        parent = context_from_headers(record.headers)
+        if parent is None or time.time() * 1000 - record.timestamp > REPLAY_HORIZON_MS:
+            self.apply(partition, event)
+            return
+        with TRACER.start_as_current_span(
+                f"{names.ACTIVE_SYMBOLS_TOPIC} process", context=parent, kind=SpanKind.CONSUMER,
+                attributes=kafka_attributes(names.ACTIVE_SYMBOLS_TOPIC, **{
+                    FLOW: SUBSCRIPTION, "messaging.kafka.destination.partition": partition,
+                    "messaging.kafka.message.offset": record.offset,
+                    "tickwire.symbol": event.symbol, "tickwire.active": event.active})) as span:
+            known = event.symbol in self._by_partition.get(partition, {})
+            self.apply(partition, event)
+            if event.active and not known:
+                self._origins[event.symbol] = trace.set_span_in_context(span)
+            log.info("symbol %s", "activated" if event.active else "deactivated",
+                     extra={"symbol": event.symbol, "partition": partition})
 
     async def run(self, consumer: AIOKafkaConsumer) -> None:
         self._consumer = consumer
@@ -76,7 +115,7 @@ class ActiveSymbols(ConsumerRebalanceListener):
                     continue  # revoked while the batch was in flight
                 for record in records:
                     try:
-                        self.apply(tp.partition, ActiveSymbolEvent.decode(record.value))
+                        self._apply_record(tp.partition, record)
                     except EventError as exc:
                         log.warning("skipping invalid active-symbol record",
                                     extra={"error": str(exc)})

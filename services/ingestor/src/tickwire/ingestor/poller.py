@@ -18,9 +18,12 @@ import logging
 import time
 from collections.abc import Callable
 
+from opentelemetry import trace
+from opentelemetry.trace import Link
 from redis.exceptions import RedisError
 
 from tickwire.core.models import FeedState, StockQuote
+from tickwire.core.telemetry import FLOW, TICK
 from tickwire.ingestor.assignments import ActiveSymbols
 from tickwire.ingestor.feed import FeedStore
 from tickwire.ingestor.metrics import (FEED_STATUS_CHANGES, INGEST_LATENCY, OWNED_SYMBOLS,
@@ -30,6 +33,7 @@ from tickwire.ingestor.runner import ProviderRunner
 from tickwire.ingestor.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
+TRACER = trace.get_tracer("tickwire.ingestor")
 
 
 class Poller:
@@ -45,6 +49,8 @@ class Poller:
         self._in_flight: set[str] = set()
         self._rounds: set[asyncio.Task] = set()
         self.redis_ok = True
+        self.latency_warning_seconds = 1.0
+        self._next_slow_warning = 0.0
 
     async def run(self) -> None:
         tick = min(0.25, max(0.02, self.scheduler.poll_interval / 4))
@@ -90,6 +96,19 @@ class Poller:
             task.add_done_callback(self._rounds.discard)
 
     async def _round(self, symbols: list[str]) -> None:
+        """One round in a span: sampled like ticks, unless it is the first fetch of a symbol
+        that just became active, which continues that subscription's trace (the first such
+        symbol is the parent, the others are linked)."""
+        origins = self.active.take_origins(symbols)
+        links = [Link(trace.get_current_span(o).get_span_context()) for o in origins[1:]]
+        with TRACER.start_as_current_span("poll round", context=origins[0] if origins else None,
+                                          links=links, attributes={
+                                              FLOW: TICK, "tickwire.symbols": symbols[:20],
+                                              "tickwire.symbol_count": len(symbols),
+                                              "tickwire.first_fetch": bool(origins)}):
+            await self._fetch_round(symbols)
+
+    async def _fetch_round(self, symbols: list[str]) -> None:
         started = time.monotonic()
         remaining = list(symbols)
         why_failed: dict[str, list[str]] = {}
@@ -127,12 +146,17 @@ class Poller:
             stored.append(symbol)
             if tick is not None:
                 TICKS_PUBLISHED.inc()
-                INGEST_LATENCY.observe(time.monotonic() - started)
+                latency = time.monotonic() - started
+                INGEST_LATENCY.observe(latency)
+                if latency > self.latency_warning_seconds:
+                    self._warn_slow(symbol, latency)
         return stored
 
     async def _settle(self, delivered: list[str], failed: list[str],
                       why: dict[str, list[str]]) -> None:
         """Record the round in the schedule and Redis; announce staleness changes."""
+        trace.get_current_span().set_attributes({"tickwire.delivered": len(delivered),
+                                                 "tickwire.failed": len(failed)})
         now = self._clock()
         for symbol in delivered:
             self.scheduler.fetched(symbol, now)
@@ -157,6 +181,15 @@ class Poller:
         FEED_STATUS_CHANGES.labels(str(state)).inc(len(symbols))
         log.warning("feed status changed", extra={"state": str(state), "symbols": symbols[:20],
                                                   "reason": reason})
+
+    def _warn_slow(self, symbol: str, latency: float) -> None:
+        """A performance warning, at most every 30 s."""
+        now = time.monotonic()
+        if now >= self._next_slow_warning:
+            self._next_slow_warning = now + 30.0
+            log.warning("high ingest latency", extra={
+                "symbol": symbol, "latency_ms": round(latency * 1000, 1),
+                "threshold_ms": round(self.latency_warning_seconds * 1000)})
 
     def _redis_failed(self, doing: str, exc: BaseException) -> None:
         self.redis_ok = False

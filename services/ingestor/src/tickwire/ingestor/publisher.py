@@ -11,10 +11,15 @@ import time
 import uuid
 
 import redis.asyncio as aioredis
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from tickwire.core import names
 from tickwire.core.models import StockQuote, Tick
+from tickwire.core.telemetry import FLOW, TICK, traceparent
 from tickwire.core.tickbus import RedisTickBus
+
+TRACER = trace.get_tracer("tickwire.ingestor")
 
 _NEXT_SEQ = """
 if redis.call('HEXISTS', KEYS[1], 'epoch') == 0 then
@@ -41,12 +46,19 @@ class TickPublisher:
     async def publish(self, quote: StockQuote) -> Tick | None:
         if quote.same_market_state(self._last.get(quote.symbol)):
             return None
-        seq, epoch = await self._next_seq(keys=[names.seq_key(quote.symbol)],
-                                          args=[uuid.uuid4().hex[:8]])
-        tick = Tick(symbol=quote.symbol, data=quote.to_wire(), seq=int(seq),
-                    epoch=epoch.decode() if isinstance(epoch, bytes) else str(epoch),
-                    published_at=time.time_ns())
-        await self._bus.publish(tick)
+        channel = names.tick_channel(quote.symbol)
+        # A PRODUCER span whose context rides inside the tick (only when sampled), so each
+        # edge's fan-out joins the trace.
+        with TRACER.start_as_current_span("tick publish", kind=SpanKind.PRODUCER, attributes={
+                FLOW: TICK, "messaging.system": "redis", "messaging.destination.name": channel,
+                "tickwire.symbol": quote.symbol, "tickwire.source": quote.source}) as span:
+            seq, epoch = await self._next_seq(keys=[names.seq_key(quote.symbol)],
+                                              args=[uuid.uuid4().hex[:8]])
+            tick = Tick(symbol=quote.symbol, data=quote.to_wire(), seq=int(seq),
+                        epoch=epoch.decode() if isinstance(epoch, bytes) else str(epoch),
+                        published_at=time.time_ns(), traceparent=traceparent())
+            span.set_attribute("tickwire.seq", tick.seq)
+            await self._bus.publish(tick)
         self._last[quote.symbol] = quote
         return tick
 

@@ -20,10 +20,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode
 from redis.exceptions import RedisError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from tickwire.core.models import StockQuote, iso_from_unix
+from tickwire.core.telemetry import FLOW, TICK
 from tickwire.ingestor.breaker import CircuitBreaker, CircuitState, Permit
 from tickwire.ingestor.metrics import (BUDGET_REMAINING, CIRCUIT_STATE, PROVIDER_REQUESTS,
                                        PROVIDER_RETRIES, REJECTED_QUOTES)
@@ -32,6 +35,7 @@ from tickwire.ingestor.providers.base import (UNHEALTHY, FailureKind, FetchResul
 from tickwire.ingestor.ratelimit import RateBudget
 
 log = logging.getLogger(__name__)
+TRACER = trace.get_tracer("tickwire.ingestor")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,7 @@ class ProviderRunner:
             return outcome
         permit = self.breaker.acquire()
         if permit is None:
+            trace.get_current_span().add_event("circuit open", {"tickwire.provider": self.name})
             outcome.failed.update({s: f"{self.name}: circuit open" for s in symbols})
             return outcome
         # Half-open: one probe request; the rest wait for the verdict on a healthier provider.
@@ -160,6 +165,21 @@ class ProviderRunner:
         return outcome
 
     async def _request(self, batch: list[str]) -> FetchResult:
+        """`_attempts` in a CLIENT span: provider, symbols, outcome, one event per failed try."""
+        with TRACER.start_as_current_span("provider fetch", kind=SpanKind.CLIENT, attributes={
+                FLOW: TICK, "tickwire.provider": self.name, "tickwire.symbols": batch[:20],
+                "tickwire.symbol_count": len(batch)}) as span:
+            try:
+                result = await self._attempts(batch)
+            except ProviderError as exc:
+                span.set_attribute("tickwire.outcome", str(exc.kind))
+                span.set_status(StatusCode.ERROR, str(exc)[:200])
+                raise
+            span.set_attributes({"tickwire.outcome": "ok", "tickwire.quotes": len(result.quotes),
+                                 "tickwire.failed_symbols": len(result.failures)})
+            return result
+
+    async def _attempts(self, batch: list[str]) -> FetchResult:
         """One request with retries for transient failures, each paid from the budget."""
         previous: ProviderError | None = None
         retrying = AsyncRetrying(
@@ -181,6 +201,8 @@ class ProviderRunner:
                     except ProviderError as exc:
                         previous = exc
                         PROVIDER_REQUESTS.labels(self.name, str(exc.kind)).inc()
+                        trace.get_current_span().add_event("attempt failed", {
+                            "tickwire.outcome": str(exc.kind), "error": str(exc)[:200]})
                         raise
                     PROVIDER_REQUESTS.labels(self.name, "ok").inc()
         except _Unaffordable as exc:
