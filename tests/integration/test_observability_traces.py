@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 import orjson
@@ -53,16 +53,19 @@ CHAIN = [
 
 
 @pytest.fixture(scope="module")
-def exporter() -> InMemorySpanExporter:
+def exporter() -> Iterator[InMemorySpanExporter]:
     """The process-wide provider (set once per process, as OpenTelemetry requires): ticks
-    at ratio 0, subscription flows always."""
+    at ratio 0, subscription flows always. Shut down afterwards, so later tests in this
+    process record nothing."""
     exporter = InMemorySpanExporter()
     provider = build_provider("tickwire-inprocess", "test", tick_ratio=0.0,
                               subscription_ratio=1.0, processors=[SimpleSpanProcessor(exporter)])
     trace.set_tracer_provider(provider)
     if trace.get_tracer_provider() is not provider:
         pytest.fail("another TracerProvider was installed in this test process first")
-    return exporter
+    yield exporter
+    provider.shutdown()
+    exporter.clear()
 
 
 @dataclass
