@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
@@ -202,28 +203,41 @@ class ReceivedSpan:
 
 
 class OtlpReceiver:
-    """`POST /v1/traces` with an ExportTraceServiceRequest (protobuf), as a collector takes it."""
+    """`POST /v1/traces` with an ExportTraceServiceRequest (protobuf), as a collector takes
+    it. It runs on its own thread and loop, so it keeps answering while the test's loop is
+    blocked (fixture teardown stops the services synchronously, and they export once more
+    as they stop)."""
 
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []
         self.requests = 0
         self.port = free_port()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="otlp-receiver",
+                                        daemon=True)
         self._runner: web.AppRunner | None = None
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> None:
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(timeout=10)
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    async def _serve(self) -> None:
         app = web.Application()
         app.router.add_post("/v1/traces", self._traces)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     async def _traces(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -257,11 +271,11 @@ def _attributes(pairs) -> dict:
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[OtlpReceiver]:
+def receiver() -> Iterator[OtlpReceiver]:
     receiver = OtlpReceiver()
-    await receiver.start()
+    receiver.start()
     yield receiver
-    await receiver.stop()
+    receiver.stop()
 
 
 async def test_spans_of_all_three_services_arrive_over_otlp_http(receiver, stack):
