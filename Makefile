@@ -35,3 +35,12 @@ test-integration: install-test
 
 test-deploy: install-test
 	@$(PYTEST) -q tests/deploy
+
+# Issue #9's benchmark: one edge vs the baseline forwarder, 3 interleaved repeats, report in
+# bench/results/ (latest.json, latest.png). Flags: make bench BENCH_ARGS="--msgpack --rate 100"
+bench: install
+	@uv run --frozen python -m bench.run $(BENCH_ARGS)
+
+.PHONY: bench-smoke
+bench-smoke: install
+	@$(PYTEST) -q tests/bench

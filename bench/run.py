@@ -1,0 +1,677 @@
+"""`make bench`: tickwire's edge against the baseline forwarder, interleaved and repeated.
+
+One run starts Redis and Kafka (tickwire.localstack, free ports on 127.0.0.1), then runs
+trials alternating between the systems (tickwire, baseline, baseline, tickwire, ...). A
+trial starts ONE server process, the tick injector and the load generators (all separate
+processes), connects every client (handshake + subscribe), idles, injects ticks at
+`--rate`, warms up, measures `--duration` seconds, then steps the rate up by `--sat-factor`
+until p99 latency passes `--sat-p99-ms` (the saturation point) and measures once more at
+half that rate. Figures are the median over repeats; `ratio` is tickwire ÷ baseline.
+
+Every process started here is stopped by its PID, and all traffic stays on 127.0.0.1.
+Run `uv run --frozen python -m bench.run --help` for the flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from bench import injector, loadgen
+from bench.analysis import Joined, percentiles
+from bench.workload import Workload
+from tickwire.localstack import (ManagedProcess, ServiceLauncher, free_port, start_kafka,
+                                 start_redis, wait_http_ok)
+
+REPO = Path(__file__).resolve().parent.parent
+SYSTEMS = ("tickwire", "baseline")
+MP = multiprocessing.get_context("spawn")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    cpus = os.cpu_count() or 2
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    w = p.add_argument_group("workload")
+    w.add_argument("--clients", type=int, default=2000)
+    w.add_argument("--symbols", type=int, default=500)
+    w.add_argument("--per-client", type=int, default=20, help="symbols each client subscribes")
+    w.add_argument("--popularity", type=float, default=1.0,
+                   help="Zipf exponent of symbol popularity (which symbols clients pick)")
+    w.add_argument("--tick-skew", type=float, default=0.0,
+                   help="Zipf exponent of tick rate by popularity rank (0: every symbol ticks "
+                        "equally often)")
+    w.add_argument("--rate", type=float, default=250.0,
+                   help="aggregate ticks/s published into Redis during the measured window")
+    w.add_argument("--msgpack", action="store_true",
+                   help="clients use the tickwire.v1.msgpack subprotocol instead of JSON")
+    w.add_argument("--seed", type=int, default=7)
+    t = p.add_argument_group("timing")
+    t.add_argument("--warmup", type=float, default=3.0, help="seconds at --rate before measuring")
+    t.add_argument("--duration", type=float, default=10.0, help="measured seconds")
+    t.add_argument("--drain", type=float, default=2.0,
+                   help="seconds after a window in which its ticks may still arrive")
+    t.add_argument("--repeats", type=int, default=3, help="trials per system (median reported)")
+    t.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset")
+    s = p.add_argument_group("saturation search")
+    s.add_argument("--sat-steps", type=int, default=7,
+                   help="most rate steps up (or down, when --rate is already past it)")
+    s.add_argument("--sat-factor", type=float, default=1.6, help="rate multiplier per step")
+    s.add_argument("--sat-step-seconds", type=float, default=2.0)
+    s.add_argument("--sat-p99-ms", type=float, default=100.0, help="p99 that marks saturation")
+    s.add_argument("--no-half", action="store_true",
+                   help="skip the window at half the saturation rate")
+    g = p.add_argument_group("load generation")
+    g.add_argument("--loaders", type=int, default=max(2, cpus - 1),
+                   help="load-generator processes")
+    g.add_argument("--connect-concurrency", type=int, default=50,
+                   help="handshakes in flight per load generator")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    o.add_argument("--profile", action="store_true",
+                   help="attach py-spy to the tickwire edge during each main window and "
+                        "write its top frames (perturbs that trial's figures)")
+    o.add_argument("--no-chart", action="store_true")
+    args = p.parse_args(argv)
+    args.systems = [x for x in args.systems.split(",") if x]
+    unknown = set(args.systems) - set(SYSTEMS)
+    if unknown:
+        p.error(f"unknown systems {sorted(unknown)}")
+    return args
+
+
+# -- processes ----------------------------------------------------------------------
+
+
+class Stack:
+    """Redis and Kafka for the whole run."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.redis_port = free_port()
+        self.kafka_port = free_port()
+        self.redis: ManagedProcess | None = None
+        self.kafka: ManagedProcess | None = None
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    def start(self) -> None:
+        self.redis = start_redis(self.redis_port, self.workdir / "redis")
+        self.kafka = start_kafka(self.kafka_port, free_port(), self.workdir / "kafka")
+
+    def stop(self) -> None:
+        for process in (self.kafka, self.redis):
+            if process is not None:
+                process.stop()
+
+
+class Child:
+    """A spawned bench process (injector or load generator) and its pipe."""
+
+    def __init__(self, name: str, target, *args):
+        self.name = name
+        self.conn, child_conn = MP.Pipe()
+        self.process = MP.Process(target=target, args=(child_conn, *args), name=name,
+                                  daemon=True)
+        self.process.start()
+        child_conn.close()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def expect(self, kind: str, timeout: float = 120.0):
+        if not self.conn.poll(timeout):
+            raise RuntimeError(f"{self.name} did not answer {kind!r} within {timeout:.0f}s")
+        message = self.conn.recv()
+        if message[0] != kind:
+            raise RuntimeError(f"{self.name} answered {message[0]!r}, expected {kind!r}")
+        return message
+
+    def stop(self) -> None:
+        """By PID: wait briefly, then SIGTERM, then SIGKILL."""
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(5)
+        self.conn.close()
+
+
+def cpu_seconds(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return times.user + times.system
+
+
+def metric(port: int, name: str) -> float | None:
+    """Sum of a Prometheus counter's samples on the edge's /metrics (0 when absent; None
+    when the edge does not answer within 30 s)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and not line.startswith("#")
+               and (line[len(name)] in " {"))
+
+
+# -- one trial ------------------------------------------------------------------------
+
+
+class Trial:
+    def __init__(self, system: str, repeat: int, args: argparse.Namespace, workload: Workload,
+                 stack: Stack, workdir: Path):
+        self.system = system
+        self.repeat = repeat
+        self.args = args
+        self.workload = workload
+        self.stack = stack
+        self.workdir = workdir
+        self.port = free_port()
+        self.server: ManagedProcess | None = None
+        self.injector: Child | None = None
+        self.loaders: list[Child] = []
+        self.pub: list[tuple[bytes, bytes]] = []
+        self.rec: list[tuple[bytes, bytes, bytes]] = []
+        self.loader_counters: list[dict] = []
+        self.injector_cpu = 0.0
+        self.injector_errors = 0
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def _start_server(self) -> None:
+        if self.system == "tickwire":
+            launcher = ServiceLauncher(self.stack.redis_url, self.stack.kafka_bootstrap,
+                                       self.workdir)
+            big = str(max(10 * self.args.clients, 1000))
+            self.server = launcher.edge(
+                self.port, f"bench-{self.repeat}",
+                TICKWIRE_EDGE_MAX_CONNECTIONS_PER_IP=big,
+                TICKWIRE_EDGE_CONNECTIONS_PER_SECOND_PER_IP=big,
+                TICKWIRE_EDGE_CONNECTION_BURST_PER_IP=big,
+                TICKWIRE_EDGE_DRAIN_SECONDS="0",
+                TICKWIRE_LOG_FORMAT="text")
+        else:
+            self.server = ManagedProcess(
+                "baseline", [sys.executable, "-m", "bench.baseline", "--port", str(self.port),
+                             "--redis-url", self.stack.redis_url],
+                self.workdir / f"baseline-{self.repeat}.log", cwd=REPO,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"}).start()
+            try:
+                wait_http_ok(self.server, f"http://127.0.0.1:{self.port}/readyz", 60)
+            except Exception:
+                self.server.stop()
+                raise
+
+    def _stop(self) -> None:
+        if self.injector is not None:
+            self.injector.stop()
+        for loader in self.loaders:
+            loader.stop()
+        if self.server is not None:
+            self.server.stop()
+
+    def _rss(self) -> int:
+        return psutil.Process(self.server.pid).memory_info().rss
+
+    def _conflated(self) -> float:
+        if self.system != "tickwire":
+            return 0.0
+        return metric(self.port, "tickwire_edge_conflated_updates_total")
+
+    def _cpu(self) -> dict:
+        busy = psutil.cpu_times()
+        return {
+            "t": time.time_ns(),
+            "server": cpu_seconds(self.server.pid),
+            "loaders": sum(cpu_seconds(loader.pid) for loader in self.loaders),
+            "injector": cpu_seconds(self.injector.pid),
+            "redis": cpu_seconds(self.stack.redis.pid),
+            "kafka": cpu_seconds(self.stack.kafka.pid),
+            "runner": cpu_seconds(os.getpid()),
+            "machine_busy": sum(busy) - busy.idle - getattr(busy, "iowait", 0.0),
+        }
+
+    def _collect(self) -> None:
+        self.injector.conn.send(("mark",))
+        for loader in self.loaders:
+            loader.conn.send(("mark",))
+        _, keys, times, self.injector_errors, self.injector_cpu = self.injector.expect("mark")
+        self.pub.append((keys, times))
+        self.loader_counters = []
+        for loader in self.loaders:
+            _, clients, keys, times, counters = loader.expect("mark")
+            self.rec.append((clients, keys, times))
+            self.loader_counters.append(counters)
+
+    def _joined(self) -> Joined:
+        def cat(chunks, dtype):
+            return np.concatenate([np.frombuffer(c, dtype=dtype) for c in chunks]) \
+                if chunks else np.zeros(0, dtype=dtype)
+        return Joined(cat([k for k, _ in self.pub], np.int64), cat([t for _, t in self.pub], np.int64),
+                      cat([c for c, _, _ in self.rec], np.int32), cat([k for _, k, _ in self.rec], np.int64),
+                      cat([t for _, _, t in self.rec], np.int64),
+                      len(self.workload.symbols), len(self.workload.subscriptions))
+
+    def _window(self, seconds: float, drain: float, profile: bool = False) -> dict:
+        """Measure `seconds` at the current rate, then let its ticks arrive for `drain`."""
+        spy = self._spy(seconds) if profile else None
+        before, conflated0 = self._cpu(), self._conflated()
+        rss_max, end = 0, time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            rss_max = max(rss_max, self._rss())
+            time.sleep(min(0.25, left))
+        after = self._cpu()
+        rss_max = max(rss_max, self._rss())
+        if spy is not None:
+            spy.wait(seconds + 30)
+        time.sleep(drain)
+        conflated1 = self._conflated()
+        return {"t0": before["t"], "t1": after["t"], "horizon": time.time_ns(),
+                "cpu": {k: after[k] - before[k] for k in before if k != "t"},
+                "rss_max": rss_max,
+                "conflated": None if None in (conflated0, conflated1) else conflated1 - conflated0}
+
+    def _spy(self, seconds: float) -> subprocess.Popen:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        self.profile_path = self.args.out / f"profile-{stamp}.txt"
+        self.args.out.mkdir(parents=True, exist_ok=True)
+        return subprocess.Popen(
+            [shutil.which("py-spy") or "py-spy", "record", "--pid", str(self.server.pid),
+             "--duration", str(max(1, int(seconds))), "--rate", "100", "--format", "raw",
+             "--output", str(self.profile_path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def _figures(self, joined: Joined, window: dict, rate: float, subs) -> dict:
+        seconds = (window["t1"] - window["t0"]) / 1e9
+        received = joined.received_between(window["t0"], window["t1"])
+        latency = percentiles(joined.latencies_ms(window["t0"], window["t1"]))
+        accounting = joined.accounting(window["t0"], window["t1"], window["horizon"], *subs,
+                                       window["conflated"])
+        cpu = window["cpu"]
+        known = sum(v for k, v in cpu.items() if k != "machine_busy")
+        return {
+            "target_tick_rate": rate,
+            "tick_rate": round(joined.published_between(window["t0"], window["t1"]) / seconds, 1),
+            "seconds": round(seconds, 3),
+            "delivered_msgs_per_s": round(accounting["delivered"] / seconds, 1),
+            "received_msgs_per_s": round(received / seconds, 1),
+            "latency_ms": latency,
+            "accounting": accounting,
+            "server_cpu_us_per_msg": round(cpu["server"] * 1e6 / received, 3) if received else None,
+            "server_cpu_cores": round(cpu["server"] / seconds, 3),
+            "cpu_cores": {k: round(v / seconds, 3) for k, v in cpu.items()},
+            "foreign_cpu_cores": round((cpu["machine_busy"] - known) / seconds, 3),
+            "server_rss_max_mib": round(window["rss_max"] / 2**20, 2),
+        }
+
+    # -- the trial ----------------------------------------------------------------
+
+    def run(self) -> dict:
+        args, workload = self.args, self.workload
+        result: dict = {"system": self.system, "repeat": self.repeat,
+                        "load_before": os.getloadavg()}
+        try:
+            self._start_server()
+            self.injector = Child("injector", injector.main, "127.0.0.1", self.stack.redis_port,
+                                  workload.symbols, workload.tick_weights.tolist(),
+                                  uuid.uuid4().hex[:8], args.seed)
+            self.injector.conn.send(("prime",))
+            self.injector.expect("primed")
+            time.sleep(0.5)
+            rss0 = self._rss()
+            specs = [[] for _ in range(args.loaders)]
+            for ident, subs in enumerate(workload.subscriptions):
+                specs[ident % args.loaders].append((ident, [workload.symbols[i] for i in subs]))
+            self.loaders = [Child(f"loader-{i}", loadgen.main, "127.0.0.1", self.port, spec,
+                                  workload.symbols, args.msgpack, args.connect_concurrency)
+                            for i, spec in enumerate(specs)]
+            for loader in self.loaders:
+                loader.expect("ready")
+            for loader in self.loaders:
+                loader.conn.send(("connect",))
+            connects = [loader.expect("connected")[1] for loader in self.loaders]
+            connected = sorted(c for info in connects for c in info["connected"])
+            span = (max(i["finished_ns"] for i in connects)
+                    - min(i["started_ns"] for i in connects)) / 1e9
+            handshakes = np.array([d for i in connects for d in i["handshake_ms"]])
+            failures: dict[str, int] = {}
+            for info in connects:
+                for reason, n in info["failures"].items():
+                    failures[reason] = failures.get(reason, 0) + n
+            result["connect"] = {
+                "clients": len(workload.subscriptions), "connected": len(connected),
+                "failures": failures, "seconds": round(span, 3),
+                "rate_per_s": round(len(connected) / span, 1) if span else None,
+                "handshake_subscribe_ms": percentiles(handshakes),
+            }
+            time.sleep(1.0)
+            rss_idle = self._rss()
+            n = max(1, len(connected))
+            sub_client = np.array([c for c in connected for _ in workload.subscriptions[c]],
+                                  dtype=np.int64)
+            sub_sym = np.array([s for c in connected for s in workload.subscriptions[c]],
+                               dtype=np.int64)
+            subs = (sub_client, sub_sym)
+
+            self.injector.conn.send(("rate", args.rate))
+            started = time.time_ns()
+            time.sleep(args.warmup)
+            main = self._window(args.duration, args.drain,
+                                profile=args.profile and self.system == "tickwire")
+            self._collect()
+            figures = self._figures(self._joined(), main, args.rate, subs)
+            figures["rss_per_conn_idle_kib"] = round((rss_idle - rss0) / n / 1024, 2)
+            figures["rss_per_conn_load_kib"] = round((main["rss_max"] - rss0) / n / 1024, 2)
+            figures["server_rss_start_mib"] = round(rss0 / 2**20, 2)
+            figures["server_rss_idle_mib"] = round(rss_idle / 2**20, 2)
+            result["main"] = figures
+            if args.profile and self.system == "tickwire":
+                result["profile"] = str(self.profile_path)
+            result["saturation"] = self._saturate(subs, figures)
+            end = time.time_ns()
+            joined = self._joined()
+            result["timeline"] = joined.timeline(started, end)
+            result["latencies_ms"] = joined.latencies_ms(main["t0"], main["t1"])
+            result["unmatched_updates"] = joined.unmatched
+        finally:
+            if self.injector is not None and self.injector.process.is_alive():
+                try:
+                    self.injector.conn.send(("stop",))
+                    self.injector.expect("mark", 30)
+                except (OSError, RuntimeError, EOFError):
+                    pass
+            for loader in self.loaders:
+                if loader.process.is_alive():
+                    try:
+                        loader.conn.send(("finish",))
+                        self.loader_counters.append(loader.expect("mark", 30)[4])
+                    except (OSError, RuntimeError, EOFError):
+                        pass
+            self._stop()
+        result["loaders"] = _sum_counters(self.loader_counters[-len(self.loaders):])
+        result["injector"] = {"redis_errors": self.injector_errors,
+                              "cpu_s": round(self.injector_cpu, 3)}
+        result["load_after"] = os.getloadavg()
+        return result
+
+    def _saturate(self, subs, main: dict) -> dict:
+        """Bracket the saturation point: from the main window's rate, step the rate up by
+        `--sat-factor` while p99 stays within the limit, or down while it does not, until
+        the limit is crossed; then measure at half the highest passing rate."""
+        args = self.args
+        limit = args.sat_p99_ms
+
+        def passes(figures: dict) -> bool:
+            p99 = figures["latency_ms"]["p99"]
+            return p99 is not None and p99 <= limit
+
+        up = passes(main)
+        steps, rate, crossed = [], args.rate, False
+        for _ in range(args.sat_steps):
+            rate = rate * args.sat_factor if up else rate / args.sat_factor
+            self.injector.conn.send(("rate", rate))
+            time.sleep(0.5 if up else 2.0)  # coming down, let the backlog drain first
+            window = self._window(args.sat_step_seconds, 1.0)
+            self._collect()
+            step = self._figures(self._joined(), window, rate, subs)
+            steps.append(step)
+            if step["tick_rate"] < 0.8 * rate:
+                step["stopped"] = "the injector could not reach the rate"
+                break
+            if passes(step) != up:
+                crossed = True
+                break
+            time.sleep(0.3)  # the pipe transfer above paused the load generators briefly
+        passing = [f for f in (main, *steps) if passes(f)]
+        best = max(passing, key=lambda f: f["tick_rate"]) if passing else None
+        result = {
+            "p99_limit_ms": limit,
+            # False: the limit was not crossed within --sat-steps, so the rate is a bound
+            "found": crossed,
+            "tick_rate": best["tick_rate"] if best else None,
+            "delivered_msgs_per_s": best["delivered_msgs_per_s"] if best else None,
+            "steps": steps,
+        }
+        if best and not args.no_half:
+            half = best["tick_rate"] / 2
+            self.injector.conn.send(("rate", half))
+            time.sleep(2.0)
+            window = self._window(max(3.0, args.sat_step_seconds), 1.0)
+            self._collect()
+            result["at_half"] = self._figures(self._joined(), window, half, subs)
+        return result
+
+
+def _sum_counters(counters: list[dict]) -> dict:
+    total: dict = {}
+    for c in counters:
+        for key, value in c.items():
+            if isinstance(value, dict):
+                bucket = total.setdefault(key, {})
+                for k, v in value.items():
+                    bucket[k] = bucket.get(k, 0) + v
+            else:
+                total[key] = total.get(key, 0) + value
+    return total
+
+
+# -- the run --------------------------------------------------------------------------
+
+FIGURES = {  # name: (path in a trial result, better when "higher" / "lower")
+    "delivered_msgs_per_s": (("main", "delivered_msgs_per_s"), "higher"),
+    "delivery_ratio": (("main", "accounting", "delivery_ratio"), "higher"),
+    "gaps": (("main", "accounting", "gaps"), "lower"),
+    "conflated": (("main", "accounting", "conflated"), "lower"),
+    "latency_p50_ms": (("main", "latency_ms", "p50"), "lower"),
+    "latency_p99_ms": (("main", "latency_ms", "p99"), "lower"),
+    "latency_p999_ms": (("main", "latency_ms", "p999"), "lower"),
+    "cpu_us_per_msg": (("main", "server_cpu_us_per_msg"), "lower"),
+    "server_cpu_cores": (("main", "server_cpu_cores"), "lower"),
+    "rss_per_conn_idle_kib": (("main", "rss_per_conn_idle_kib"), "lower"),
+    "rss_per_conn_load_kib": (("main", "rss_per_conn_load_kib"), "lower"),
+    "connect_rate_per_s": (("connect", "rate_per_s"), "higher"),
+    "saturation_tick_rate": (("saturation", "tick_rate"), "higher"),
+    "saturation_msgs_per_s": (("saturation", "delivered_msgs_per_s"), "higher"),
+    "half_saturation_p99_ms": (("saturation", "at_half", "latency_ms", "p99"), "lower"),
+    "half_saturation_p999_ms": (("saturation", "at_half", "latency_ms", "p999"), "lower"),
+    "foreign_cpu_cores": (("main", "foreign_cpu_cores"), "lower"),
+}
+
+
+def _get(result: dict, path: tuple) -> float | None:
+    node = result
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def summarise(results: list[dict], systems: list[str]) -> tuple[dict, dict]:
+    medians: dict = {}
+    for system in systems:
+        runs = [r for r in results if r["system"] == system]
+        medians[system] = {}
+        for name, (path, _) in FIGURES.items():
+            values = [v for v in (_get(r, path) for r in runs) if v is not None]
+            medians[system][name] = round(statistics.median(values), 4) if values else None
+    ratio = {}
+    if "tickwire" in medians and "baseline" in medians:
+        for name in FIGURES:
+            a, b = medians["tickwire"][name], medians["baseline"][name]
+            ratio[name] = round(a / b, 3) if a is not None and b else None
+    return medians, ratio
+
+
+def targets(medians: dict, ratio: dict) -> dict:
+    """The goals of issue #9, checked against this run's medians."""
+    tw = medians.get("tickwire", {})
+
+    def check(value, limit, op):
+        if value is None or limit is None:
+            return {"value": value, "limit": limit, "met": None}
+        return {"value": value, "limit": limit,
+                "met": value <= limit if op == "<=" else value >= limit}
+
+    return {
+        "cpu_per_msg_ratio_max": check(ratio.get("cpu_us_per_msg"), 1.5, "<="),
+        "saturation_throughput_ratio_min": check(ratio.get("saturation_msgs_per_s"), 0.7, ">="),
+        "p99_ms_at_half_saturation_max": check(tw.get("half_saturation_p99_ms"), 20, "<="),
+        "p999_ms_at_half_saturation_max": check(tw.get("half_saturation_p999_ms"), 50, "<="),
+        "delivery_ratio_min": check(tw.get("delivery_ratio"), 1.0, ">="),
+        "gaps_max": check(tw.get("gaps"), 0, "<="),
+        "rss_per_idle_conn_kib_max": check(tw.get("rss_per_conn_idle_kib"), 20, "<="),
+        "rss_per_loaded_conn_kib_max": check(tw.get("rss_per_conn_load_kib"), 40, "<="),
+    }
+
+
+def schedule(systems: list[str], repeats: int) -> list[tuple[str, int]]:
+    """Interleaved: A B, B A, A B, ... so drift in machine load hits both alike."""
+    order = []
+    for r in range(repeats):
+        pair = systems if r % 2 == 0 else list(reversed(systems))
+        order.extend((s, r + 1) for s in pair)
+    return order
+
+
+def raise_fd_limit(clients: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, max(soft, 4 * clients + 1024))
+    if want > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def _terminated(signum, _frame) -> None:
+    raise SystemExit(128 + signum)  # unwinds through every `finally`: children stopped by PID
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
+    raise_fd_limit(args.clients)
+    began = time.monotonic()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    workload = Workload.build(clients=args.clients, symbols=args.symbols,
+                              per_client=args.per_client, popularity=args.popularity,
+                              tick_skew=args.tick_skew, seed=args.seed)
+    watchers = workload.watchers()
+    print(f"bench: {args.clients} clients x {args.per_client} of {args.symbols} symbols "
+          f"(Zipf {args.popularity}), {args.rate:g} ticks/s, fan-out {workload.fanout():.1f}, "
+          f"{args.loaders} load generators; load {os.getloadavg()[0]:.2f}", flush=True)
+    workdir = Path(tempfile.mkdtemp(prefix="tickwire-bench-"))
+    stack = Stack(workdir)
+    results: list[dict] = []
+    try:
+        stack.start()
+        for system, repeat in schedule(args.systems, args.repeats):
+            trial_began = time.monotonic()
+            result = Trial(system, repeat, args, workload, stack, workdir).run()
+            result["seconds"] = round(time.monotonic() - trial_began, 1)
+            results.append(result)
+            m, sat = result["main"], result["saturation"]
+            print(f"  {system:8} #{repeat}: {m['delivered_msgs_per_s']:>9.0f} msg/s "
+                  f"delivered {m['accounting']['delivery_ratio'] or 0:.4f} "
+                  f"p50/p99/p99.9 {m['latency_ms']['p50']}/{m['latency_ms']['p99']}/"
+                  f"{m['latency_ms']['p999']} ms, {m['server_cpu_us_per_msg']} cpu-us/msg, "
+                  f"saturation {sat['tick_rate']} ticks/s = {sat['delivered_msgs_per_s']} msg/s "
+                  f"({result['seconds']} s)", flush=True)
+    finally:
+        stack.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    medians, ratio = summarise(results, args.systems)
+    report = {
+        "schema": 1,
+        "started_utc": stamp,
+        "command": "uv run --frozen python -m bench.run " + " ".join(sys.argv[1:] if argv is None
+                                                                     else argv),
+        "seconds": round(time.monotonic() - began, 1),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform(), "load_end": os.getloadavg()},
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "workload": {"fanout": round(workload.fanout(), 2),
+                     "subscriptions": int(watchers.sum()),
+                     "symbols_watched": int((watchers > 0).sum()),
+                     "top_symbol_watchers": int(watchers.max())},
+        "figures": {name: {"better": better} for name, (_, better) in FIGURES.items()},
+        "median": medians,
+        "ratio": ratio,
+        "targets": targets(medians, ratio),
+        "runs": [{k: v for k, v in r.items() if k not in ("timeline", "latencies_ms")}
+                 for r in results],
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    paths = [args.out / f"{stamp}.json", args.out / "latest.json"]
+    if not args.no_chart:
+        from bench.chart import draw
+        report["chart"] = f"{stamp}.png"
+        draw(results, args.systems, args.out / f"{stamp}.png")
+        shutil.copyfile(args.out / f"{stamp}.png", args.out / "latest.png")
+    text = json.dumps(report, indent=2, default=_jsonable)
+    for path in paths:
+        path.write_text(text + "\n")
+    _print_summary(report)
+    print(f"report: {paths[0]} (+ latest.json{', chart' if not args.no_chart else ''}) "
+          f"in {report['seconds']} s", flush=True)
+    return 0
+
+
+def _jsonable(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    raise TypeError(type(value).__name__)
+
+
+def _print_summary(report: dict) -> None:
+    systems = list(report["median"])
+    print(f"\n{'figure (median)':28}" + "".join(f"{s:>14}" for s in systems)
+          + ("   tickwire/baseline" if report["ratio"] else ""))
+    for name in FIGURES:
+        row = "".join(f"{_fmt(report['median'][s][name]):>14}" for s in systems)
+        ratio = report["ratio"].get(name)
+        print(f"{name:28}{row}" + (f"{_fmt(ratio):>20}" if report["ratio"] else ""))
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.3f}" if abs(value) < 100 else f"{value:,.0f}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

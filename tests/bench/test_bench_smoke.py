@@ -1,0 +1,92 @@
+"""The benchmark end to end with small numbers: it runs, stops everything it started, and
+writes a complete, self-consistent report. Nothing here depends on how fast the machine is."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CLIENTS = 30
+SMOKE = ["--clients", str(CLIENTS), "--symbols", "25", "--per-client", "4", "--rate", "40",
+         "--warmup", "1", "--duration", "2", "--drain", "1", "--repeats", "1",
+         "--sat-steps", "2", "--sat-step-seconds", "1", "--loaders", "2"]
+
+
+def run_bench(out: Path) -> subprocess.CompletedProcess:
+    process = subprocess.Popen([sys.executable, "-m", "bench.run", *SMOKE, "--out", str(out)],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    try:
+        output, _ = process.communicate(timeout=540)
+    except subprocess.TimeoutExpired:
+        # SIGTERM by PID: the runner unwinds and stops its own children the same way.
+        os.kill(process.pid, signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+        pytest.fail(f"bench did not finish:\n{output[-3000:]}")
+    assert process.returncode == 0, output[-3000:]
+    return subprocess.CompletedProcess(process.args, process.returncode, output)
+
+
+def consistent_window(figures: dict) -> None:
+    acc = figures["accounting"]
+    assert acc["expected"] > 0
+    assert 0 <= acc["delivered"] <= acc["expected"]
+    assert acc["delivered"] + acc["superseded"] + acc["lost"] == acc["expected"]
+    assert acc["superseded"] >= 0 and acc["lost"] >= 0
+    assert acc["conflated"] + acc["gaps"] == acc["superseded"] + acc["lost"]
+    assert acc["delivery_ratio"] == pytest.approx(acc["delivered"] / acc["expected"])
+    lat = figures["latency_ms"]
+    assert lat["count"] > 0
+    assert 0 <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p999"] <= lat["max"]
+    assert figures["tick_rate"] > 0 and figures["delivered_msgs_per_s"] > 0
+    assert figures["server_cpu_us_per_msg"] > 0
+
+
+@pytest.mark.timeout(660)
+def test_bench_smoke_report_is_complete_and_consistent(tmp_path: Path):
+    result = run_bench(tmp_path)
+    report = json.loads((tmp_path / "latest.json").read_text())
+    assert (tmp_path / f"{report['started_utc']}.json").exists()
+    assert (tmp_path / report["chart"]).stat().st_size > 0
+    assert (tmp_path / "latest.png").stat().st_size > 0
+    assert "tickwire/baseline" in result.stdout
+
+    runs = report["runs"]
+    assert sorted(r["system"] for r in runs) == ["baseline", "tickwire"]
+    for run in runs:
+        assert run["connect"]["connected"] == CLIENTS, run["connect"]
+        assert run["connect"]["rate_per_s"] > 0
+        assert run["unmatched_updates"] == 0  # every update received was a published tick
+        assert run["loaders"]["regressions"] == 0  # per symbol, seq order (DESIGN.md §3)
+        assert run["injector"]["redis_errors"] == 0
+        main = run["main"]
+        consistent_window(main)
+        assert main["rss_per_conn_idle_kib"] is not None
+        assert main["rss_per_conn_load_kib"] is not None
+        for step in run["saturation"]["steps"]:
+            consistent_window(step)
+        if run["system"] == "tickwire":
+            assert run["loaders"]["snapshots"] == CLIENTS * 4  # one per subscribed symbol
+            assert main["accounting"]["server_conflated"] is not None
+
+    medians, ratio = report["median"], report["ratio"]
+    for name, value in ratio.items():
+        a, b = medians["tickwire"][name], medians["baseline"][name]
+        if value is None:
+            assert a is None or not b
+        else:
+            assert math.isclose(value, round(a / b, 3), abs_tol=1e-3), name
+    for name in ("delivered_msgs_per_s", "delivery_ratio", "latency_p50_ms", "latency_p99_ms",
+                 "latency_p999_ms", "cpu_us_per_msg", "rss_per_conn_idle_kib",
+                 "rss_per_conn_load_kib", "connect_rate_per_s"):
+        assert ratio[name] is not None, name
+    assert set(report["targets"]) >= {"cpu_per_msg_ratio_max", "saturation_throughput_ratio_min",
+                                      "delivery_ratio_min", "rss_per_idle_conn_kib_max"}
