@@ -114,7 +114,7 @@ def configure_tracing(service_name: str, instance: str, tick_ratio: float,
         processors.append(BatchSpanProcessor(OTLPSpanExporter()))
     provider = build_provider(service_name, instance, tick_ratio, subscription_ratio, processors)
     trace.set_tracer_provider(provider)
-    log.info("tracing configured", extra={"exporting": bool(processors),
+    log.debug("tracing configured", extra={"exporting": bool(processors),
                                           "tick_ratio": tick_ratio,
                                           "subscription_ratio": subscription_ratio})
     return provider
