@@ -246,7 +246,10 @@ def _split_symbols(raw: object) -> tuple[list[str], list[str]]:
     for item in raw:
         symbol = normalise_symbol(item)
         if symbol is None:
-            invalid.append(item if isinstance(item, str) else repr(item)[:40])
+            # Never repr() client data: a deeply nested value would recurse.
+            invalid.append(item[:40] if isinstance(item, str) else
+                           str(item) if isinstance(item, (int, float, bool)) or item is None else
+                           f"<{type(item).__name__}>")
         else:
             valid[symbol] = None
     return list(valid), invalid

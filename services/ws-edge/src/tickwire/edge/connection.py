@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import time
 import uuid
 
@@ -69,6 +70,15 @@ async def unsubscribe(node: EdgeNode, session: Session, action: Unsubscribe) -> 
     session.send(ack_message("unsubscribed", action.symbols))
 
 
+def _limit_send_buffer(request: web.Request, size: int) -> None:
+    """Bytes a stalled peer can hold back in the kernel; beyond them the writer waits,
+    the session conflates, and the sweep sees how long it has been waiting."""
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if size and sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+
+
 class WebSocketEndpoint:
     def __init__(self, node: EdgeNode):
         self.node = node
@@ -90,6 +100,7 @@ class WebSocketEndpoint:
         except BaseException:
             self.node.admission.release(address)
             raise
+        _limit_send_buffer(request, self.settings.socket_send_buffer)
         binary = ws.ws_protocol == MSGPACK_SUBPROTOCOL
         session = Session(uuid.uuid4().hex, WebSocketSink(ws, binary, request.transport),
                           max_symbols=principal.max_symbols,
@@ -143,6 +154,9 @@ class WebSocketEndpoint:
             action = parse_client_message(decoded)
         except DecodeError as exc:
             send_error(session, ErrorCode.INVALID_MESSAGE, str(exc)[:200])
+            return
+        except RecursionError:
+            send_error(session, ErrorCode.INVALID_MESSAGE, "nested too deeply")
             return
         except ProtocolError as exc:
             send_error(session, exc.code, exc.message, exc.symbols)

@@ -47,6 +47,7 @@ class EdgeNode:
         self.admission = Admission(settings)
         self.poll_interest = PollInterest(self.hub, settings.poll_interest_seconds)
         self.sessions: set[Session] = set()
+        self._closing: set[asyncio.Task] = set()  # closes in flight, kept from the GC
         self.recent_closes = RecentCloses()
         self.drained = asyncio.Event()
 
@@ -82,7 +83,11 @@ class EdgeNode:
                 extra={"client": session.client_id, "code": code, "reason": reason,
                        "address": session.address, "pending_updates": session.pending_updates})
         await session.stop()
-        await session.sink.close(code, reason)
+        # Closing may wait on a peer that does not read: never hold up the caller
+        # (the sweep) for it.
+        closing = asyncio.get_running_loop().create_task(session.sink.close(code, reason))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     # -- bus messages -----------------------------------------------------------------
 
@@ -154,7 +159,10 @@ class EdgeNode:
     async def sweep_forever(self, every: float = 1.0) -> None:
         while True:
             await asyncio.sleep(every)
-            await self.sweep(time.monotonic())
+            try:
+                await self.sweep(time.monotonic())
+            except Exception:
+                log.exception("liveness sweep failed; continuing")
 
     async def sweep(self, now: float) -> None:
         """Ping idle sockets, close the silent (two missed pings) and the hopelessly slow."""

@@ -46,6 +46,9 @@ class EdgeSettings(ServiceSettings):
                                                  "proxies whose X-Forwarded-For is believed")
     allowed_origins: str = Field("", description="comma-separated; empty allows any Origin")
     compression: bool = True
+    socket_send_buffer: int = Field(131072, ge=0, description="bytes of kernel send buffer per "
+                                    "client socket (0: the kernel's autotuning); small keeps a "
+                                    "stalled client's backlog, and its detection, short")
 
     # Auth (off unless a secret or public key is set)
     jwt_secret: str = ""

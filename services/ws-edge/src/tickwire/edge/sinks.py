@@ -51,12 +51,23 @@ class WebSocketSink:
 
     async def close(self, code: int, reason: str) -> None:
         """Close with `code`; a peer that does not read cannot take a close frame, so
-        after a moment the TCP connection is aborted instead."""
+        after a moment the TCP connection is aborted instead. Never raises."""
         try:
             await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()[:120]), 2.0)
-        except (asyncio.TimeoutError, ConnectionError, RuntimeError):
-            if self._transport is not None:
-                self._transport.abort()
+        except asyncio.CancelledError:
+            # aiohttp shares one drain waiter between writers: cancelling a session's
+            # blocked writer cancels it for this close too. Only our own cancellation
+            # is propagated.
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+            self._abort()
+        except Exception:
+            self._abort()
+
+    def _abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
 
 
 class SseSink:
