@@ -59,8 +59,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     w.add_argument("--tick-skew", type=float, default=0.0,
                    help="Zipf exponent of tick rate by popularity rank (0: every symbol ticks "
                         "equally often)")
-    w.add_argument("--rate", type=float, default=250.0,
-                   help="aggregate ticks/s published into Redis during the measured window")
+    w.add_argument("--rate", type=float, default=50.0,
+                   help="aggregate ticks/s published into Redis during the measured window "
+                        "(x fan-out = updates/s offered; keep it below saturation so the "
+                        "window measures cost and latency, not queueing)")
     w.add_argument("--msgpack", action="store_true",
                    help="clients use the tickwire.v1.msgpack subprotocol instead of JSON")
     w.add_argument("--seed", type=int, default=7)
@@ -72,9 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     t.add_argument("--repeats", type=int, default=3, help="trials per system (median reported)")
     t.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset")
     s = p.add_argument_group("saturation search")
-    s.add_argument("--sat-steps", type=int, default=7,
+    s.add_argument("--sat-steps", type=int, default=8,
                    help="most rate steps up (or down, when --rate is already past it)")
-    s.add_argument("--sat-factor", type=float, default=1.6, help="rate multiplier per step")
+    s.add_argument("--sat-factor", type=float, default=1.5, help="rate multiplier per step")
     s.add_argument("--sat-step-seconds", type=float, default=2.0)
     s.add_argument("--sat-p99-ms", type=float, default=100.0, help="p99 that marks saturation")
     s.add_argument("--no-half", action="store_true",
@@ -164,14 +166,16 @@ class Child:
         self.conn.close()
 
 
-def cpu_seconds(pid: int | None) -> float:
+def cpu_seconds(pid: int | None, kind: str = "both") -> float:
+    """User + system CPU seconds of a process (or only "user" / "system")."""
     if pid is None:
         return 0.0
     try:
         times = psutil.Process(pid).cpu_times()
     except psutil.Error:
         return 0.0
-    return times.user + times.system
+    return {"both": times.user + times.system, "user": times.user,
+            "system": times.system}[kind]
 
 
 def metric(port: int, name: str) -> float | None:
@@ -208,6 +212,7 @@ class Trial:
         self.loader_counters: list[dict] = []
         self.injector_cpu = 0.0
         self.injector_errors = 0
+        self.profiles: list[Path] = []
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -256,6 +261,7 @@ class Trial:
         return {
             "t": time.time_ns(),
             "server": cpu_seconds(self.server.pid),
+            "server_system": cpu_seconds(self.server.pid, "system"),
             "loaders": sum(cpu_seconds(loader.pid) for loader in self.loaders),
             "injector": cpu_seconds(self.injector.pid),
             "redis": cpu_seconds(self.stack.redis.pid),
@@ -287,7 +293,7 @@ class Trial:
 
     def _window(self, seconds: float, drain: float, profile: bool = False) -> dict:
         """Measure `seconds` at the current rate, then let its ticks arrive for `drain`."""
-        spy = self._spy(seconds) if profile else None
+        spy = self._spy("load") if profile else None
         before, conflated0 = self._cpu(), self._conflated()
         rss_max, end = 0, time.monotonic() + seconds
         while (left := end - time.monotonic()) > 0:
@@ -296,7 +302,7 @@ class Trial:
         after = self._cpu()
         rss_max = max(rss_max, self._rss())
         if spy is not None:
-            spy.wait(seconds + 30)
+            self._unspy(spy)
         time.sleep(drain)
         conflated1 = self._conflated()
         return {"t0": before["t"], "t1": after["t"], "horizon": time.time_ns(),
@@ -304,15 +310,25 @@ class Trial:
                 "rss_max": rss_max,
                 "conflated": None if None in (conflated0, conflated1) else conflated1 - conflated0}
 
-    def _spy(self, seconds: float) -> subprocess.Popen:
+    def _spy(self, phase: str) -> subprocess.Popen:
+        """py-spy sampling the server until `_unspy` (100 Hz, the edge paused per sample)."""
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        self.profile_path = self.args.out / f"profile-{stamp}.txt"
+        path = self.args.out / f"profile-{stamp}-{phase}.raw"
+        self.profiles.append(path)
         self.args.out.mkdir(parents=True, exist_ok=True)
         return subprocess.Popen(
             [shutil.which("py-spy") or "py-spy", "record", "--pid", str(self.server.pid),
-             "--duration", str(max(1, int(seconds))), "--rate", "100", "--format", "raw",
-             "--output", str(self.profile_path)],
+             "--rate", "100", "--format", "raw", "--output", str(path)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    @staticmethod
+    def _unspy(spy: subprocess.Popen) -> None:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        try:
+            spy.wait(30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait(5)
 
     def _figures(self, joined: Joined, window: dict, rate: float, subs) -> dict:
         seconds = (window["t1"] - window["t0"]) / 1e9
@@ -321,7 +337,7 @@ class Trial:
         accounting = joined.accounting(window["t0"], window["t1"], window["horizon"], *subs,
                                        window["conflated"])
         cpu = window["cpu"]
-        known = sum(v for k, v in cpu.items() if k != "machine_busy")
+        known = sum(v for k, v in cpu.items() if k not in ("machine_busy", "server_system"))
         return {
             "target_tick_rate": rate,
             "tick_rate": round(joined.published_between(window["t0"], window["t1"]) / seconds, 1),
@@ -331,6 +347,8 @@ class Trial:
             "latency_ms": latency,
             "accounting": accounting,
             "server_cpu_us_per_msg": round(cpu["server"] * 1e6 / received, 3) if received else None,
+            "server_system_cpu_us_per_msg": round(cpu["server_system"] * 1e6 / received, 3)
+            if received else None,
             "server_cpu_cores": round(cpu["server"] / seconds, 3),
             "cpu_cores": {k: round(v / seconds, 3) for k, v in cpu.items()},
             "foreign_cpu_cores": round((cpu["machine_busy"] - known) / seconds, 3),
@@ -360,9 +378,13 @@ class Trial:
                             for i, spec in enumerate(specs)]
             for loader in self.loaders:
                 loader.expect("ready")
+            profile = args.profile and self.system == "tickwire"
+            spy = self._spy("connect") if profile else None
             for loader in self.loaders:
                 loader.conn.send(("connect",))
             connects = [loader.expect("connected")[1] for loader in self.loaders]
+            if spy is not None:
+                self._unspy(spy)
             connected = sorted(c for info in connects for c in info["connected"])
             span = (max(i["finished_ns"] for i in connects)
                     - min(i["started_ns"] for i in connects)) / 1e9
@@ -389,8 +411,7 @@ class Trial:
             self.injector.conn.send(("rate", args.rate))
             started = time.time_ns()
             time.sleep(args.warmup)
-            main = self._window(args.duration, args.drain,
-                                profile=args.profile and self.system == "tickwire")
+            main = self._window(args.duration, args.drain, profile=profile)
             self._collect()
             figures = self._figures(self._joined(), main, args.rate, subs)
             figures["rss_per_conn_idle_kib"] = round((rss_idle - rss0) / n / 1024, 2)
@@ -398,12 +419,16 @@ class Trial:
             figures["server_rss_start_mib"] = round(rss0 / 2**20, 2)
             figures["server_rss_idle_mib"] = round(rss_idle / 2**20, 2)
             result["main"] = figures
-            if args.profile and self.system == "tickwire":
-                result["profile"] = str(self.profile_path)
+            if profile:
+                from bench.profile import summarise
+                summary = self.profiles[-1].with_suffix(".txt")
+                summary.write_text("".join(summarise(path) + "\n" for path in self.profiles))
+                shutil.copyfile(summary, self.args.out / "profile-latest.txt")
+                result["profile"] = summary.name
             result["saturation"] = self._saturate(subs, figures)
             end = time.time_ns()
             joined = self._joined()
-            result["timeline"] = joined.timeline(started, end)
+            result["timeline"] = joined.timeline(started, end, 0.25)
             result["latencies_ms"] = joined.latencies_ms(main["t0"], main["t1"])
             result["unmatched_updates"] = joined.unmatched
         finally:
@@ -468,7 +493,7 @@ class Trial:
         if best and not args.no_half:
             half = best["tick_rate"] / 2
             self.injector.conn.send(("rate", half))
-            time.sleep(2.0)
+            time.sleep(4.0)  # past saturation a backlog built up: let it drain
             window = self._window(max(3.0, args.sat_step_seconds), 1.0)
             self._collect()
             result["at_half"] = self._figures(self._joined(), window, half, subs)
@@ -606,7 +631,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"delivered {m['accounting']['delivery_ratio'] or 0:.4f} "
                   f"p50/p99/p99.9 {m['latency_ms']['p50']}/{m['latency_ms']['p99']}/"
                   f"{m['latency_ms']['p999']} ms, {m['server_cpu_us_per_msg']} cpu-us/msg, "
-                  f"saturation {sat['tick_rate']} ticks/s = {sat['delivered_msgs_per_s']} msg/s "
+                  f"saturation {'' if sat['found'] else '>= '}{sat['tick_rate']} ticks/s = "
+                  f"{sat['delivered_msgs_per_s']} msg/s "
                   f"({result['seconds']} s)", flush=True)
     finally:
         stack.stop()
