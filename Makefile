@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.local/bin:$(PATH)
 PYTEST := uv run --frozen pytest
 
-.PHONY: install install-test run down test test-web test-unit test-integration test-deploy bench
+.PHONY: install install-test run down test test-web test-unit test-integration test-deploy bench soak
 
 install:
 	@deploy/local/install.sh
@@ -44,3 +44,8 @@ bench: install
 .PHONY: bench-smoke
 bench-smoke: install
 	@$(PYTEST) -q tests/bench
+
+# The stack under moderate churning load, sampled for leaks (tests/soak/soak.py):
+# SOAK_MINUTES (10), SOAK_INTERVAL (60 s), SOAK_CLIENTS (60); writes test-artifacts/soak/.
+soak: install
+	@uv run --frozen python tests/soak/soak.py
