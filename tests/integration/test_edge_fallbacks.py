@@ -107,3 +107,17 @@ async def _subscribed(injector, symbol: str) -> bool:
 
 async def _unsubscribed(injector, symbol: str) -> bool:
     return await injector.subscribers(symbol) == 0
+
+
+async def test_every_answer_names_the_edge(stack):
+    edge = stack.edge("edge-f5")
+    for path, expected in (("/nope", 404), ("/api/quotes/", 404), ("/healthz", 200),
+                           ("/readyz", 200), ("/metrics", 200), ("/", 200)):
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{edge.url}{path}") as response:
+                assert response.status == expected, path
+                assert response.headers["X-Tickwire-Edge"] == "edge-f5", path
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{edge.url}/api/quotes/AAPL") as response:
+                assert response.status == 405
+                assert response.headers["X-Tickwire-Edge"] == "edge-f5"

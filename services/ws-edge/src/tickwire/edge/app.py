@@ -83,8 +83,18 @@ async def _edge_header(request: web.Request, response: web.StreamResponse) -> No
     response.headers["X-Tickwire-Edge"] = request.app[SETTINGS].edge_id
 
 
+@web.middleware
+async def _edge_header_on_errors(request: web.Request, handler):
+    """aiohttp's own answers (404 no route, 405) are raised, not prepared by a handler."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        exc.headers["X-Tickwire-Edge"] = request.app[SETTINGS].edge_id
+        raise
+
+
 def build_app(settings: EdgeSettings) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024)
+    app = web.Application(client_max_size=64 * 1024, middlewares=[_edge_header_on_errors])
     app[SETTINGS] = settings
     LATENCY_WARNINGS.threshold = settings.latency_warning_seconds
 
