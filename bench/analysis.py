@@ -98,6 +98,25 @@ class Joined:
             "clients_skipping": int(np.unique(sub_client[(lost > 0) | (superseded > 0)]).size),
         }
 
+    def burst(self, w0: int, w1: int, symbol: int, watchers: int) -> dict:
+        """How long one tick of `symbol` takes to reach all its watchers: for each of its
+        ticks published in W, the latency of the last delivery (a single-threaded server
+        writes to its watchers one after another, so this bounds the latency tail)."""
+        mask = ((self.rec_key >> 32) == symbol) & (self.rec_pub_t >= w0) & (self.rec_pub_t < w1)
+        seqs, t, pub = self.rec_key[mask] & SEQ_MASK, self.rec_t[mask], self.rec_pub_t[mask]
+        if not seqs.size:
+            return {"watchers": watchers, "ticks": 0, "last_delivery_ms_median": None,
+                    "last_delivery_ms_max": None, "first_delivery_ms_median": None}
+        order = np.argsort(seqs, kind="stable")
+        seqs, t, pub = seqs[order], t[order], pub[order]
+        starts = np.r_[0, np.flatnonzero(np.diff(seqs)) + 1]
+        last = (np.maximum.reduceat(t, starts) - pub[starts]) / 1e6
+        first = (np.minimum.reduceat(t, starts) - pub[starts]) / 1e6
+        return {"watchers": watchers, "ticks": int(starts.size),
+                "last_delivery_ms_median": round(float(np.median(last)), 2),
+                "last_delivery_ms_max": round(float(last.max()), 2),
+                "first_delivery_ms_median": round(float(np.median(first)), 2)}
+
     def timeline(self, start: int, end: int, bin_s: float = 0.1) -> tuple[list[float], list[float]]:
         """Delivered updates per second in bins of receive time, from `start`."""
         width = int(bin_s * 1e9)
@@ -105,6 +124,25 @@ class Joined:
         mask = (self.rec_t >= start) & (self.rec_t < start + bins * width)
         counts = np.bincount((self.rec_t[mask] - start) // width, minlength=bins)
         return [round(i * bin_s, 3) for i in range(bins)], (counts / bin_s).tolist()
+
+
+def latency_timeline(joined: Joined, start: int, end: int, bin_s: float = 0.25) -> dict:
+    """p50 / p99 / max latency per bin of publish time: stalls show up as spikes."""
+    width = int(bin_s * 1e9)
+    mask = (joined.rec_pub_t >= start) & (joined.rec_pub_t < end)
+    bins = (joined.rec_pub_t[mask] - start) // width
+    latency = (joined.rec_t[mask] - joined.rec_pub_t[mask]) / 1e6
+    out: dict = {"bin_s": bin_s, "t": [], "p50": [], "p99": [], "max": []}
+    order = np.argsort(bins, kind="stable")
+    bins, latency = bins[order], latency[order]
+    edges = np.flatnonzero(np.diff(bins)) + 1
+    for b, chunk in zip(bins[np.r_[0, edges]] if bins.size else [], np.split(latency, edges)):
+        out["t"].append(round(float(b) * bin_s, 3))
+        p50, p99 = np.percentile(chunk, [50, 99])
+        out["p50"].append(round(float(p50), 2))
+        out["p99"].append(round(float(p99), 2))
+        out["max"].append(round(float(chunk.max()), 2))
+    return out
 
 
 def percentiles(latencies_ms: np.ndarray) -> dict:

@@ -36,7 +36,7 @@ import numpy as np
 import psutil
 
 from bench import injector, loadgen
-from bench.analysis import Joined, percentiles
+from bench.analysis import Joined, latency_timeline, percentiles
 from bench.workload import Workload
 from tickwire.localstack import (ManagedProcess, ServiceLauncher, free_port, start_kafka,
                                  start_redis, wait_http_ok)
@@ -74,10 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     t.add_argument("--repeats", type=int, default=3, help="trials per system (median reported)")
     t.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset")
     s = p.add_argument_group("saturation search")
-    s.add_argument("--sat-steps", type=int, default=8,
-                   help="most rate steps up (or down, when --rate is already past it)")
+    s.add_argument("--sat-steps", type=int, default=8, help="most rate steps up")
     s.add_argument("--sat-factor", type=float, default=1.5, help="rate multiplier per step")
-    s.add_argument("--sat-step-seconds", type=float, default=2.0)
+    s.add_argument("--sat-step-seconds", type=float, default=3.0)
     s.add_argument("--sat-p99-ms", type=float, default=100.0, help="p99 that marks saturation")
     s.add_argument("--no-half", action="store_true",
                    help="skip the window at half the saturation rate")
@@ -86,6 +85,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="load-generator processes")
     g.add_argument("--connect-concurrency", type=int, default=50,
                    help="handshakes in flight per load generator")
+    g.add_argument("--edge-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment for the tickwire edge (repeatable), e.g. "
+                        "TICKWIRE_EDGE_COMPRESSION=false, or instrumentation for an experiment")
     o = p.add_argument_group("output")
     o.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     o.add_argument("--profile", action="store_true",
@@ -94,6 +96,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     o.add_argument("--no-chart", action="store_true")
     args = p.parse_args(argv)
     args.systems = [x for x in args.systems.split(",") if x]
+    if any("=" not in item for item in args.edge_env):
+        p.error("--edge-env takes KEY=VALUE")
     unknown = set(args.systems) - set(SYSTEMS)
     if unknown:
         p.error(f"unknown systems {sorted(unknown)}")
@@ -227,7 +231,8 @@ class Trial:
                 TICKWIRE_EDGE_CONNECTIONS_PER_SECOND_PER_IP=big,
                 TICKWIRE_EDGE_CONNECTION_BURST_PER_IP=big,
                 TICKWIRE_EDGE_DRAIN_SECONDS="0",
-                TICKWIRE_LOG_FORMAT="text")
+                TICKWIRE_LOG_FORMAT="text",
+                **dict(item.split("=", 1) for item in self.args.edge_env))
         else:
             self.server = ManagedProcess(
                 "baseline", [sys.executable, "-m", "bench.baseline", "--port", str(self.port),
@@ -271,16 +276,18 @@ class Trial:
         }
 
     def _collect(self) -> None:
-        self.injector.conn.send(("mark",))
+        """Records so far: the load generators' first, then the injector's, so every
+        update collected was published before the injector's log was taken."""
         for loader in self.loaders:
             loader.conn.send(("mark",))
-        _, keys, times, self.injector_errors, self.injector_cpu = self.injector.expect("mark")
-        self.pub.append((keys, times))
         self.loader_counters = []
         for loader in self.loaders:
             _, clients, keys, times, counters = loader.expect("mark")
             self.rec.append((clients, keys, times))
             self.loader_counters.append(counters)
+        self.injector.conn.send(("mark",))
+        _, keys, times, self.injector_errors, self.injector_cpu = self.injector.expect("mark")
+        self.pub.append((keys, times))
 
     def _joined(self) -> Joined:
         def cat(chunks, dtype):
@@ -418,6 +425,9 @@ class Trial:
             figures["rss_per_conn_load_kib"] = round((main["rss_max"] - rss0) / n / 1024, 2)
             figures["server_rss_start_mib"] = round(rss0 / 2**20, 2)
             figures["server_rss_idle_mib"] = round(rss_idle / 2**20, 2)
+            top = int(np.argmax(self.workload.watchers()))
+            figures["hot_symbol_burst"] = self._joined().burst(
+                main["t0"], main["t1"], top, int(self.workload.watchers()[top]))
             result["main"] = figures
             if profile:
                 from bench.profile import summarise
@@ -430,6 +440,7 @@ class Trial:
             joined = self._joined()
             result["timeline"] = joined.timeline(started, end, 0.25)
             result["latencies_ms"] = joined.latencies_ms(main["t0"], main["t1"])
+            result["latency_timeline"] = latency_timeline(joined, started, end)
             result["unmatched_updates"] = joined.unmatched
         finally:
             if self.injector is not None and self.injector.process.is_alive():
@@ -453,22 +464,30 @@ class Trial:
         return result
 
     def _saturate(self, subs, main: dict) -> dict:
-        """Bracket the saturation point: from the main window's rate, step the rate up by
-        `--sat-factor` while p99 stays within the limit, or down while it does not, until
-        the limit is crossed; then measure at half the highest passing rate."""
+        """Step the rate up from the main window's by `--sat-factor` until both limits
+        are crossed: p99 above `--sat-p99-ms` (the saturation point of issue #9), and the
+        capacity (every update delivered, p50 within the same limit). Then measure at half
+        the saturation rate (half the capacity when p99 was above the limit already at
+        `--rate`: the hot-symbol burst, not the load, sets that p99)."""
         args = self.args
         limit = args.sat_p99_ms
 
-        def passes(figures: dict) -> bool:
-            p99 = figures["latency_ms"]["p99"]
-            return p99 is not None and p99 <= limit
+        def p99_ok(f: dict) -> bool:
+            return f["latency_ms"]["p99"] is not None and f["latency_ms"]["p99"] <= limit
 
-        up = passes(main)
-        steps, rate, crossed = [], args.rate, False
+        def keeps_up(f: dict) -> bool:
+            ratio = f["accounting"]["delivery_ratio"]
+            return (ratio is not None and ratio >= 0.999 and f["latency_ms"]["p50"] is not None
+                    and f["latency_ms"]["p50"] <= limit)
+
+        steps, rate = [], args.rate
+        p99_crossed, capacity_crossed = not p99_ok(main), not keeps_up(main)
         for _ in range(args.sat_steps):
-            rate = rate * args.sat_factor if up else rate / args.sat_factor
+            if p99_crossed and capacity_crossed:
+                break
+            rate *= args.sat_factor
             self.injector.conn.send(("rate", rate))
-            time.sleep(0.5 if up else 2.0)  # coming down, let the backlog drain first
+            time.sleep(0.5)
             window = self._window(args.sat_step_seconds, 1.0)
             self._collect()
             step = self._figures(self._joined(), window, rate, subs)
@@ -476,27 +495,39 @@ class Trial:
             if step["tick_rate"] < 0.8 * rate:
                 step["stopped"] = "the injector could not reach the rate"
                 break
-            if passes(step) != up:
-                crossed = True
-                break
+            p99_crossed = p99_crossed or not p99_ok(step)
+            capacity_crossed = capacity_crossed or not keeps_up(step)
             time.sleep(0.3)  # the pipe transfer above paused the load generators briefly
-        passing = [f for f in (main, *steps) if passes(f)]
-        best = max(passing, key=lambda f: f["tick_rate"]) if passing else None
+
+        def best(ok) -> dict | None:
+            passing = []
+            for f in (main, *steps):  # up to the first failure
+                if not ok(f):
+                    break
+                passing.append(f)
+            return passing[-1] if passing else None
+
+        sat, cap = best(p99_ok), best(keeps_up)
         result = {
             "p99_limit_ms": limit,
-            # False: the limit was not crossed within --sat-steps, so the rate is a bound
-            "found": crossed,
-            "tick_rate": best["tick_rate"] if best else None,
-            "delivered_msgs_per_s": best["delivered_msgs_per_s"] if best else None,
+            "found": p99_crossed,  # False: never crossed within --sat-steps (a lower bound)
+            "below_start": not p99_ok(main),  # p99 was above the limit already at --rate
+            "tick_rate": sat["tick_rate"] if sat else None,
+            "delivered_msgs_per_s": sat["delivered_msgs_per_s"] if sat else None,
+            "capacity_found": capacity_crossed,
+            "capacity_tick_rate": cap["tick_rate"] if cap else None,
+            "capacity_msgs_per_s": cap["delivered_msgs_per_s"] if cap else None,
             "steps": steps,
         }
-        if best and not args.no_half:
-            half = best["tick_rate"] / 2
+        anchor = sat or cap
+        if anchor and not args.no_half:
+            half = anchor["tick_rate"] / 2
             self.injector.conn.send(("rate", half))
             time.sleep(4.0)  # past saturation a backlog built up: let it drain
-            window = self._window(max(3.0, args.sat_step_seconds), 1.0)
+            window = self._window(max(5.0, args.sat_step_seconds), 1.0)
             self._collect()
             result["at_half"] = self._figures(self._joined(), window, half, subs)
+            result["at_half"]["of"] = "saturation" if sat else "capacity"
         return result
 
 
@@ -530,6 +561,9 @@ FIGURES = {  # name: (path in a trial result, better when "higher" / "lower")
     "connect_rate_per_s": (("connect", "rate_per_s"), "higher"),
     "saturation_tick_rate": (("saturation", "tick_rate"), "higher"),
     "saturation_msgs_per_s": (("saturation", "delivered_msgs_per_s"), "higher"),
+    "capacity_tick_rate": (("saturation", "capacity_tick_rate"), "higher"),
+    "capacity_msgs_per_s": (("saturation", "capacity_msgs_per_s"), "higher"),
+    "hot_burst_last_ms": (("main", "hot_symbol_burst", "last_delivery_ms_median"), "lower"),
     "half_saturation_p99_ms": (("saturation", "at_half", "latency_ms", "p99"), "lower"),
     "half_saturation_p999_ms": (("saturation", "at_half", "latency_ms", "p999"), "lower"),
     "foreign_cpu_cores": (("main", "foreign_cpu_cores"), "lower"),
@@ -573,7 +607,7 @@ def targets(medians: dict, ratio: dict) -> dict:
 
     return {
         "cpu_per_msg_ratio_max": check(ratio.get("cpu_us_per_msg"), 1.5, "<="),
-        "saturation_throughput_ratio_min": check(ratio.get("saturation_msgs_per_s"), 0.7, ">="),
+        "saturation_throughput_ratio_min": check(ratio.get("capacity_msgs_per_s"), 0.7, ">="),
         "p99_ms_at_half_saturation_max": check(tw.get("half_saturation_p99_ms"), 20, "<="),
         "p999_ms_at_half_saturation_max": check(tw.get("half_saturation_p999_ms"), 50, "<="),
         "delivery_ratio_min": check(tw.get("delivery_ratio"), 1.0, ">="),
@@ -631,8 +665,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"delivered {m['accounting']['delivery_ratio'] or 0:.4f} "
                   f"p50/p99/p99.9 {m['latency_ms']['p50']}/{m['latency_ms']['p99']}/"
                   f"{m['latency_ms']['p999']} ms, {m['server_cpu_us_per_msg']} cpu-us/msg, "
-                  f"saturation {'' if sat['found'] else '>= '}{sat['tick_rate']} ticks/s = "
-                  f"{sat['delivered_msgs_per_s']} msg/s "
+                  f"saturation {'<' if sat['below_start'] else '' if sat['found'] else '>='}"
+                  f"{sat['tick_rate'] or args.rate} ticks/s, capacity "
+                  f"{'' if sat['capacity_found'] else '>='}{sat['capacity_msgs_per_s']} msg/s "
                   f"({result['seconds']} s)", flush=True)
     finally:
         stack.stop()
@@ -645,6 +680,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "uv run --frozen python -m bench.run " + " ".join(sys.argv[1:] if argv is None
                                                                      else argv),
         "seconds": round(time.monotonic() - began, 1),
+        "code": _code_state(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform(), "load_end": os.getloadavg()},
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
@@ -673,6 +709,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"report: {paths[0]} (+ latest.json{', chart' if not args.no_chart else ''}) "
           f"in {report['seconds']} s", flush=True)
     return 0
+
+
+def _code_state() -> dict:
+    """Which edge was measured: the commit, and whether its code had local changes."""
+    def git(*argv: str) -> str:
+        try:
+            return subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    changed = git("status", "--porcelain", "--", "services/ws-edge", "libs/core")
+    return {"commit": git("rev-parse", "HEAD") or None,
+            "edge_or_core_modified": bool(changed), "modified": changed.splitlines()[:20]}
 
 
 def _jsonable(value):

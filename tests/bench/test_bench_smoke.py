@@ -71,8 +71,15 @@ def test_bench_smoke_report_is_complete_and_consistent(tmp_path: Path):
         consistent_window(main)
         assert main["rss_per_conn_idle_kib"] is not None
         assert main["rss_per_conn_load_kib"] is not None
-        for step in run["saturation"]["steps"]:
+        burst = main["hot_symbol_burst"]
+        assert burst["watchers"] > 0
+        if burst["ticks"]:
+            assert 0 <= burst["first_delivery_ms_median"] <= burst["last_delivery_ms_median"]
+        saturation = run["saturation"]
+        for step in saturation["steps"]:
             consistent_window(step)
+        if "at_half" in saturation:
+            consistent_window(saturation["at_half"])
         if run["system"] == "tickwire":
             assert run["loaders"]["snapshots"] == CLIENTS * 4  # one per subscribed symbol
             assert main["accounting"]["server_conflated"] is not None
