@@ -98,24 +98,31 @@ class Joined:
             "clients_skipping": int(np.unique(sub_client[(lost > 0) | (superseded > 0)]).size),
         }
 
-    def burst(self, w0: int, w1: int, symbol: int, watchers: int) -> dict:
-        """How long one tick of `symbol` takes to reach all its watchers: for each of its
-        ticks published in W, the latency of the last delivery (a single-threaded server
-        writes to its watchers one after another, so this bounds the latency tail)."""
-        mask = ((self.rec_key >> 32) == symbol) & (self.rec_pub_t >= w0) & (self.rec_pub_t < w1)
-        seqs, t, pub = self.rec_key[mask] & SEQ_MASK, self.rec_t[mask], self.rec_pub_t[mask]
-        if not seqs.size:
-            return {"watchers": watchers, "ticks": 0, "last_delivery_ms_median": None,
-                    "last_delivery_ms_max": None, "first_delivery_ms_median": None}
-        order = np.argsort(seqs, kind="stable")
-        seqs, t, pub = seqs[order], t[order], pub[order]
-        starts = np.r_[0, np.flatnonzero(np.diff(seqs)) + 1]
-        last = (np.maximum.reduceat(t, starts) - pub[starts]) / 1e6
-        first = (np.minimum.reduceat(t, starts) - pub[starts]) / 1e6
-        return {"watchers": watchers, "ticks": int(starts.size),
-                "last_delivery_ms_median": round(float(np.median(last)), 2),
-                "last_delivery_ms_max": round(float(last.max()), 2),
-                "first_delivery_ms_median": round(float(np.median(first)), 2)}
+    def fanout_cost(self, w0: int, w1: int, top_watchers: int) -> dict:
+        """What one tick costs to fan out: for every tick published in W, the latency of its
+        last delivery against how many sockets it went to. A single-threaded server writes
+        to a tick's watchers one after another, so the slope is the time per socket and
+        `top_symbol_ms` (the fit at the most-watched symbol's audience) bounds the tail."""
+        mask = (self.rec_pub_t >= w0) & (self.rec_pub_t < w1)
+        keys, t, pub = self.rec_key[mask], self.rec_t[mask], self.rec_pub_t[mask]
+        if keys.size < 2:
+            return {"ticks": 0, "us_per_socket": None, "intercept_ms": None,
+                    "top_symbol_watchers": top_watchers, "top_symbol_ms": None}
+        order = np.argsort(keys, kind="stable")
+        keys, t, pub = keys[order], t[order], pub[order]
+        starts = np.r_[0, np.flatnonzero(np.diff(keys)) + 1]
+        sockets = np.diff(np.r_[starts, keys.size])
+        last_ms = (np.maximum.reduceat(t, starts) - pub[starts]) / 1e6
+        if np.unique(sockets).size < 2:
+            slope, intercept = 0.0, float(np.median(last_ms))
+        else:
+            slope, intercept = np.polyfit(sockets, last_ms, 1)
+        return {"ticks": int(starts.size), "us_per_socket": round(float(slope) * 1000, 2),
+                "intercept_ms": round(float(intercept), 2),
+                "top_symbol_watchers": top_watchers,
+                "top_symbol_ms": round(float(intercept + slope * top_watchers), 1),
+                "largest_fanout": int(sockets.max()),
+                "largest_fanout_last_ms": round(float(last_ms[np.argmax(sockets)]), 1)}
 
     def timeline(self, start: int, end: int, bin_s: float = 0.1) -> tuple[list[float], list[float]]:
         """Delivered updates per second in bins of receive time, from `start`."""

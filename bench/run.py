@@ -425,9 +425,8 @@ class Trial:
             figures["rss_per_conn_load_kib"] = round((main["rss_max"] - rss0) / n / 1024, 2)
             figures["server_rss_start_mib"] = round(rss0 / 2**20, 2)
             figures["server_rss_idle_mib"] = round(rss_idle / 2**20, 2)
-            top = int(np.argmax(self.workload.watchers()))
-            figures["hot_symbol_burst"] = self._joined().burst(
-                main["t0"], main["t1"], top, int(self.workload.watchers()[top]))
+            figures["fanout"] = self._joined().fanout_cost(
+                main["t0"], main["t1"], int(self.workload.watchers().max()))
             result["main"] = figures
             if profile:
                 from bench.profile import summarise
@@ -563,7 +562,8 @@ FIGURES = {  # name: (path in a trial result, better when "higher" / "lower")
     "saturation_msgs_per_s": (("saturation", "delivered_msgs_per_s"), "higher"),
     "capacity_tick_rate": (("saturation", "capacity_tick_rate"), "higher"),
     "capacity_msgs_per_s": (("saturation", "capacity_msgs_per_s"), "higher"),
-    "hot_burst_last_ms": (("main", "hot_symbol_burst", "last_delivery_ms_median"), "lower"),
+    "fanout_us_per_socket": (("main", "fanout", "us_per_socket"), "lower"),
+    "top_symbol_fanout_ms": (("main", "fanout", "top_symbol_ms"), "lower"),
     "half_saturation_p99_ms": (("saturation", "at_half", "latency_ms", "p99"), "lower"),
     "half_saturation_p999_ms": (("saturation", "at_half", "latency_ms", "p999"), "lower"),
     "foreign_cpu_cores": (("main", "foreign_cpu_cores"), "lower"),

@@ -71,10 +71,9 @@ def test_bench_smoke_report_is_complete_and_consistent(tmp_path: Path):
         consistent_window(main)
         assert main["rss_per_conn_idle_kib"] is not None
         assert main["rss_per_conn_load_kib"] is not None
-        burst = main["hot_symbol_burst"]
-        assert burst["watchers"] > 0
-        if burst["ticks"]:
-            assert 0 <= burst["first_delivery_ms_median"] <= burst["last_delivery_ms_median"]
+        fanout = main["fanout"]
+        assert fanout["ticks"] > 0 and fanout["top_symbol_watchers"] > 0
+        assert fanout["largest_fanout"] <= fanout["top_symbol_watchers"]
         saturation = run["saturation"]
         for step in saturation["steps"]:
             consistent_window(step)
