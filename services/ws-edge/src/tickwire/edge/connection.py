@@ -126,6 +126,8 @@ class WebSocketEndpoint:
 
     async def _read_loop(self, ws: web.WebSocketResponse, session: Session) -> None:
         async for message in ws:
+            if session.closed:
+                continue  # being shed: read nothing more from this client
             session.last_heard = time.monotonic()
             if message.type == WSMsgType.TEXT:
                 await self._on_frame(ws, session, message.data, binary=False)
@@ -133,8 +135,8 @@ class WebSocketEndpoint:
                 await self._on_frame(ws, session, message.data, binary=True)
             elif message.type == WSMsgType.PING:
                 await ws.pong(message.data)
-            if session.closed:
-                break
+        # A shed session's close runs in its own task; the loop ends when it lands (a
+        # `break` here would let aiohttp close with 1000 first).
 
     async def _on_frame(self, ws: web.WebSocketResponse, session: Session, data: str | bytes,
                         binary: bool) -> None:
