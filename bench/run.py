@@ -642,6 +642,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminated)
     raise_fd_limit(args.clients)
     began = time.monotonic()
+    code = _code_state()  # before the trials: what they measure
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     workload = Workload.build(clients=args.clients, symbols=args.symbols,
                               per_client=args.per_client, popularity=args.popularity,
@@ -680,7 +681,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "uv run --frozen python -m bench.run " + " ".join(sys.argv[1:] if argv is None
                                                                      else argv),
         "seconds": round(time.monotonic() - began, 1),
-        "code": _code_state(),
+        "code": code,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform(), "load_end": os.getloadavg()},
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
