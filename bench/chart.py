@@ -37,7 +37,7 @@ def draw(results: list[dict], systems: list[str], path: Path) -> None:
     cdf.grid(True, which="both", alpha=0.3)
     cdf.legend()
     rate.set_xlabel("seconds since ticks started (warm-up, window, saturation steps)")
-    rate.set_ylabel("updates delivered / s (100 ms bins)")
+    rate.set_ylabel("updates delivered / s (250 ms bins)")
     rate.set_title("Throughput over time")
     rate.grid(True, alpha=0.3)
     rate.legend()
