@@ -14,6 +14,7 @@ class RecordingSink:
     binary = False
     batching = True
     answers_pings = True
+    direct = False
 
     def __init__(self):
         self.frames: list[dict] = []
@@ -132,3 +133,63 @@ async def test_pings_are_written_by_the_writer(session):
     session.queue_ping()
     await settle()
     assert session.sink.frames == [{"type": "<ping>"}]
+
+
+class DirectSink(RecordingSink):
+    """A socket without compression: pre-built frames may be written at once."""
+
+    direct = True
+
+    def __init__(self):
+        super().__init__()
+        self.room = True
+        self.batches: list[list[bytes]] = []
+
+    def can_write_now(self) -> bool:
+        return self.room
+
+    def write_now(self, frames: list[bytes]) -> None:
+        self.batches.append(frames)
+
+
+async def test_live_updates_of_an_idle_socket_are_coalesced_into_one_write_per_pass():
+    sink = DirectSink()
+    session = Session("c3", sink)
+    session.start()
+    try:
+        await settle()
+        built = [TickFrames(tick("A", seq)) for seq in range(1, 4)]
+        for frames in built:
+            session.offer(frames.tick, frames)
+        assert sink.batches == []  # written when the loop pass is over
+        await settle()
+        assert sink.batches == [[frames.ws_text for frames in built]]
+        assert sink.frames == []  # the writer task was not involved
+    finally:
+        await session.stop()
+
+
+async def test_the_fast_path_yields_to_queued_control_messages_and_backlogs():
+    sink = DirectSink()
+    session = Session("c4", sink)
+    session.start()
+    try:
+        await settle()
+        session.send({"type": "subscribed", "symbols": ["A"]})
+        session.offer(tick("A", 1), TickFrames(tick("A", 1)))  # behind the ack: queued
+        await settle()
+        assert [f["type"] for f in sink.frames] == ["subscribed", "price_update"]
+        sink.room = False  # the transport is backed up: the writer (and conflation) take over
+        session.offer(tick("A", 2), TickFrames(tick("A", 2)))
+        await settle()
+        assert updates(sink.frames)[-1] == ("A", 2) and sink.batches == []
+    finally:
+        await session.stop()
+
+
+def test_prebuilt_frames_follow_rfc6455():
+    from tickwire.edge.frames import websocket_frame
+
+    assert websocket_frame(b"hi", binary=False) == b"\x81\x02hi"
+    assert websocket_frame(b"x" * 200, binary=True)[:4] == b"\x82\x7e\x00\xc8"
+    assert websocket_frame(b"x" * 70000, binary=False)[:2] == b"\x81\x7f"

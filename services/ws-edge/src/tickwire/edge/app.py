@@ -56,6 +56,7 @@ async def _node(app: web.Application):
         asyncio.create_task(node.sweep_forever(), name="sweep"),
         asyncio.create_task(node.poll_interest.run(), name="poll-interest"),
     ]
+    await node.load_stale()  # after the listener started: no notice falls in between
     log.info("edge started", extra={"edge": settings.edge_id, "port": settings.port})
     yield
     # Shutdown, after on_shutdown drained the clients:

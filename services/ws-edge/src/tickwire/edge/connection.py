@@ -58,7 +58,7 @@ async def subscribe(node: EdgeNode, session: Session, action: Subscribe, ack: bo
     for tick in await node.bus.latest(fresh):
         if tick is not None and tick.symbol in session.symbols:
             session.offer(tick, snapshot=True)
-    if stale := await node.stale_among(fresh):
+    if stale := [s for s in fresh if s in node.stale_symbols]:
         node.warn_stale({session: stale})
 
 

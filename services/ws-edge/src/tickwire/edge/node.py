@@ -47,6 +47,7 @@ class EdgeNode:
         self.admission = Admission(settings)
         self.poll_interest = PollInterest(self.hub, settings.poll_interest_seconds)
         self.sessions: set[Session] = set()
+        self.stale_symbols: set[str] = set()  # the feed is down; the cache is served
         self._closing: set[asyncio.Task] = set()  # closes in flight, kept from the GC
         self.recent_closes = RecentCloses()
         self.drained = asyncio.Event()
@@ -107,18 +108,19 @@ class EdgeNode:
         except (DecodeError, ValueError) as exc:
             log.warning("invalid feed status", extra={"error": str(exc)})
             return
-        if status.state == FeedState.STALE:
-            self.warn_stale(self._watchers_of(status.symbols))
+        if status.state == FeedState.RECOVERED:
+            self.stale_symbols.difference_update(status.symbols)
+            return
+        self.stale_symbols.update(status.symbols)
+        self.warn_stale(self._watchers_of(status.symbols))
 
-    async def stale_among(self, symbols: list[str]) -> list[str]:
-        """Those of `symbols` the ingestor flags stale now (for clients arriving later)."""
-        if not symbols:
-            return []
-        async with self.bus.redis.pipeline(transaction=False) as pipe:
-            for symbol in symbols:
-                pipe.hget(names.feed_key(symbol), "stale")
-            flags = await pipe.execute()
-        return [s for s, flag in zip(symbols, flags) if flag == b"1"]
+    async def load_stale(self) -> None:
+        """At start: the symbols the ingestor flagged stale before this edge listened."""
+        redis = self.bus.redis
+        async for key in redis.scan_iter(match=f"{names.FEED_KEY_PREFIX}*", count=1000):
+            if await redis.hget(key, "stale") == b"1":
+                symbol = key.decode()[len(names.FEED_KEY_PREFIX):]
+                self.stale_symbols.add(symbol)
 
     def _watchers_of(self, symbols) -> dict[Session, list[str]]:
         affected: dict[Session, list[str]] = {}

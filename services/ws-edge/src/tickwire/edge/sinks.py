@@ -23,6 +23,9 @@ class Sink(Protocol):
     def closed(self) -> bool: ...
 
 
+DIRECT_WRITE_LIMIT = 64 * 1024  # bytes a transport may hold before writes go the slow way
+
+
 class WebSocketSink:
     batching = True
     answers_pings = True
@@ -32,15 +35,37 @@ class WebSocketSink:
         self.binary = binary
         self._opcode = WSMsgType.BINARY if binary else WSMsgType.TEXT
         self._transport = transport
+        # Pre-built frames may bypass aiohttp's writer only where it would not transform
+        # them (no permessage-deflate on this socket).
+        self.direct = transport is not None and not ws.compress
+
+    def can_write_now(self) -> bool:
+        """Whether pre-built frames can go straight to the transport without queueing
+        up behind a peer that does not read."""
+        transport = self._transport
+        return (not transport.is_closing()
+                and transport.get_write_buffer_size() < DIRECT_WRITE_LIMIT)
+
+    def write_now(self, frames: list[bytes]) -> None:
+        self._transport.writelines(frames)
 
     @property
     def closed(self) -> bool:
         return self.ws.closed
 
     async def write(self, frame: bytes) -> None:
+        """Returns once the transport has room again: the time a peer that does not
+        read keeps this waiting is what the sweep measures."""
         if self.ws.closed:
             raise ConnectionResetError("socket closed")
         await self.ws.send_frame(frame, self._opcode)
+        # aiohttp's own drain accounting does not see the pre-built frames written
+        # around it, so wait on the transport's real backlog.
+        transport = self._transport
+        while transport is not None and transport.get_write_buffer_size() >= DIRECT_WRITE_LIMIT:
+            if transport.is_closing():
+                raise ConnectionResetError("socket closed")
+            await asyncio.sleep(0.005)
 
     async def ping(self) -> None:
         if not self.ws.closed:
@@ -76,6 +101,7 @@ class SseSink:
     binary = False
     batching = False
     answers_pings = False
+    direct = False
 
     def __init__(self, response: web.StreamResponse, transport: asyncio.BaseTransport | None):
         self.response = response
