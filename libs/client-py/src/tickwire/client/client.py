@@ -401,6 +401,11 @@ class TickwireClient:
         self._connected_at = _now()
         heartbeat = asyncio.create_task(self._heartbeat(ws), name="tickwire-heartbeat")
         try:
+            # The edge's `connected` comes first: read it before going OPEN, so that
+            # `client_id` and `edge_id` are known when `connect()` returns.
+            hello = await ws.receive(timeout=self.config.connect_timeout)
+            if hello.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                self._on_frame(hello.data)
             await self._restore(ws)
             self._ever_open = True
             self._stop_polling()
@@ -410,7 +415,7 @@ class TickwireClient:
                     self._on_frame(frame.data)
                 elif frame.type == aiohttp.WSMsgType.ERROR:
                     self._report(ConnectionFailed(f"socket error: {ws.exception()!r}"))
-        except (ConnectionError, RuntimeError, aiohttp.ClientError) as exc:
+        except (ConnectionError, RuntimeError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
             self._report(ConnectionFailed(f"connection lost: {exc!r}"))
         finally:
             heartbeat.cancel()
