@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -25,6 +24,7 @@ from tickwire.localstack import (ManagedProcess, ServiceLauncher, free_port, sta
 from tickwire.localstack.process import port_open
 
 from integration.stack import Stack
+from integration.threaded import ThreadedApp
 from integration.wsclient import WsClient
 
 # -- servers of a test's own --------------------------------------------------------------
@@ -163,33 +163,23 @@ class FlakyTwelveData:
     answers while the test blocks. `failing = True` makes it answer HTTP 503."""
 
     def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self._server = ThreadedApp(self._app)
+        self.port, self.url = self._server.port, self._server.url
         self.failing = False
         self.requests = 0
         self._ticks = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
 
     def start(self) -> FlakyTwelveData:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(10)
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+        self._server.stop()
 
-    async def _serve(self) -> None:
+    def _app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/quote", self._quote)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return app
 
     def _entry(self, symbol: str) -> dict:
         self._ticks += 1

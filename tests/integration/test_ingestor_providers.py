@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from integration.test_ingestor_fakes import (AV, TD, FakeApi, active_symbols, cached, cached_from,
+from integration.ingestor_fakes import (AV, TD, FakeApi, active_symbols, cached, cached_from,
                                              metric, provider_env, provider_state, providers_api,
                                              redis_at, start_ingestor)
-from integration.test_ingestor_fakes import fake_apis  # noqa: F401 (a fixture)
+from integration.ingestor_fakes import fake_apis  # noqa: F401 (a fixture)
 from integration.wsclient import eventually
 
 

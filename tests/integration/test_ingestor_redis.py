@@ -12,7 +12,7 @@ from tickwire.core.models import FeedState, FeedStatus
 from tickwire.ingestor.feed import FeedStore, SharedState
 from tickwire.ingestor.ratelimit import RateBudget
 
-from integration.test_ingestor_fakes import redis_at
+from integration.ingestor_fakes import redis_at
 
 
 async def test_bucket_grants_exactly_its_capacity_to_concurrent_replicas(redis_url):

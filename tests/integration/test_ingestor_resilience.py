@@ -8,10 +8,10 @@ import time
 
 from tickwire.core import names
 
-from integration.test_ingestor_fakes import (TD, FakeApi, StatusListener, active_symbols, cached,
+from integration.ingestor_fakes import (TD, FakeApi, StatusListener, active_symbols, cached,
                                              cached_from, metric, provider_env, provider_state,
                                              providers_api, redis_at, start_ingestor)
-from integration.test_ingestor_fakes import fake_apis  # noqa: F401 (a fixture)
+from integration.ingestor_fakes import fake_apis  # noqa: F401 (a fixture)
 from integration.wsclient import eventually
 
 

@@ -8,10 +8,10 @@ import time
 
 from tickwire.core import names
 
-from integration.test_ingestor_fakes import (TD, FakeApi, active_symbols, cached, cached_from,
+from integration.ingestor_fakes import (TD, FakeApi, active_symbols, cached, cached_from,
                                              metric, provider_env, providers_api, redis_at,
                                              start_ingestor)
-from integration.test_ingestor_fakes import fake_apis  # noqa: F401 (a fixture)
+from integration.ingestor_fakes import fake_apis  # noqa: F401 (a fixture)
 from integration.wsclient import eventually
 
 SYMBOLS = {f"S{n:02d}": 1 for n in range(12)} | {"FLAT": 1}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -27,8 +26,8 @@ from tickwire.core.codecs import decode_msgpack, decode_tick
 from tickwire.core.eventlog import event_producer
 from tickwire.core.events import ActiveSymbolEvent
 from tickwire.core.models import FeedStatus, Tick
-from tickwire.localstack import free_port
 
+from integration.threaded import ThreadedApp
 from integration.wsclient import eventually, get_json
 
 AV, TD = "alphavantage", "twelvedata"
@@ -58,35 +57,25 @@ class FakeApi:
     requests: list[Request] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self._server = ThreadedApp(self._app)
+        self.port, self.url = self._server.port, self._server.url
         self._counters: dict[str, itertools.count] = {}
         self._cycles: dict[str, tuple[object, Iterator[str]]] = {}
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> FakeApi:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(10)
+        self._server.start()
         return self
 
-    async def _serve(self) -> None:
+    def _app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/query", self._alphavantage)
         app.router.add_get("/quote", self._twelvedata)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return app
 
     def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+        self._server.stop()
 
     # -- what tests read -----------------------------------------------------------------
 
