@@ -369,9 +369,13 @@ class TickwireClient:
                     await self._pause(self._next_delay(self._reconnect_attempts))
                     continue
                 self._failures = self._reconnect_attempts = 0
-                if not first.done():
-                    first.set_result(None)
-                await self._serve(ws)
+
+                def opened() -> None:
+                    if not first.done():
+                        first.set_result(None)
+
+                await self._serve(ws, opened)
+                opened()  # the first attempt ended, open or not
                 if self._stopping:
                     return
                 if not self.config.enable_auto_reconnect:
@@ -395,7 +399,8 @@ class TickwireClient:
                                      max_msg_size=16 * 1024 * 1024),
             self.config.connect_timeout)
 
-    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def _serve(self, ws: aiohttp.ClientWebSocketResponse,
+                     opened: Callable[[], None]) -> None:
         """One connection's life: restore subscriptions, go live, read until it ends."""
         self._ws = ws
         self._connected_at = _now()
@@ -410,6 +415,7 @@ class TickwireClient:
             self._ever_open = True
             self._stop_polling()
             self._set_state(ConnectionState.OPEN)
+            opened()
             async for frame in ws:
                 if frame.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                     self._on_frame(frame.data)
