@@ -55,11 +55,16 @@ async def settle():
         await asyncio.sleep(0)
 
 
+def watching(session: Session, *symbols: str) -> Session:
+    """As the hub does on a subscribe."""
+    for symbol in symbols or ("A", "B"):
+        session.symbols.add(symbol)
+    return session
+
+
 @pytest.fixture
 async def session():
-    sink = RecordingSink()
-    session = Session("c1", sink)
-    session.start()
+    session = watching(Session("c1", RecordingSink()))
     yield session
     await session.stop()
 
@@ -94,10 +99,11 @@ async def test_a_blocked_client_is_conflated_to_the_newest_per_symbol(session):
 
 
 async def test_the_queue_limit_bounds_memory_even_when_the_writer_is_free():
-    session = Session("c2", RecordingSink(), queue_limit=4)
+    session = watching(Session("c2", RecordingSink(), queue_limit=4))
     for seq in range(1, 20):
         session.offer(tick("A", seq))
     assert session.pending_updates <= 4
+    await session.stop()
 
 
 async def test_duplicates_and_old_seqs_are_dropped_new_epochs_followed(session):
@@ -113,8 +119,47 @@ async def test_snapshot_flag_and_forget(session):
     session.offer(tick("A", 3), snapshot=True)
     await settle()
     assert session.sink.frames[-1]["snapshot"] is True
+    session.symbols.discard("A")  # an unsubscribe, as the hub does it
     session.forget("A")
+    assert not session.offer(tick("A", 4))  # not watched: not sent
+    session.symbols.add("A")
     assert session.offer(tick("A", 3))  # after an unsubscribe the symbol starts afresh
+
+
+async def test_a_resubscribe_keeps_what_the_client_was_sent(session):
+    session.offer(tick("A", 3))
+    session.symbols.add("A")
+    assert not session.offer(tick("A", 3))
+
+
+def writers() -> list[asyncio.Task]:
+    return [t for t in asyncio.all_tasks() if t.get_name().startswith("writer-") and not t.done()]
+
+
+async def test_an_idle_session_holds_no_writer_task(session):
+    assert writers() == []
+    session.send({"type": "subscribed", "symbols": ["A"]})
+    session.offer(tick("A", 1))
+    assert len(writers()) == 1
+    await settle()
+    assert writers() == []  # ended with the queue
+    session.queue_ping()  # the next message starts another
+    await settle()
+    assert [f["type"] for f in session.sink.frames] == ["subscribed", "price_update", "<ping>"]
+    assert writers() == []
+
+
+async def test_a_failed_write_ends_writing_to_that_client(session):
+    async def gone(frame: bytes) -> None:
+        raise ConnectionResetError("peer gone")
+
+    session.sink.write = gone
+    session.send({"type": "subscribed", "symbols": ["A"]})
+    await settle()
+    assert session.sink.closed  # told the sink
+    session.offer(tick("A", 1))
+    await settle()
+    assert session.sink.frames == [] and session.pending_updates == 1  # nothing retried
 
 
 async def test_max_hz_sends_the_newest_value_at_most_that_often(session):
@@ -154,8 +199,7 @@ class DirectSink(RecordingSink):
 
 async def test_live_updates_of_an_idle_socket_are_coalesced_into_one_write_per_pass():
     sink = DirectSink()
-    session = Session("c3", sink)
-    session.start()
+    session = watching(Session("c3", sink))
     try:
         await settle()
         built = [TickFrames(tick("A", seq)) for seq in range(1, 4)]
@@ -171,8 +215,7 @@ async def test_live_updates_of_an_idle_socket_are_coalesced_into_one_write_per_p
 
 async def test_the_fast_path_yields_to_queued_control_messages_and_backlogs():
     sink = DirectSink()
-    session = Session("c4", sink)
-    session.start()
+    session = watching(Session("c4", sink))
     try:
         await settle()
         session.send({"type": "subscribed", "symbols": ["A"]})

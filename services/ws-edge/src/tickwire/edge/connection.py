@@ -79,6 +79,14 @@ def _limit_send_buffer(request: web.Request, size: int) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
 
+def _log_connected(session: Session, binary: bool, reconnection: bool) -> None:
+    # Not logged from the handler itself: logging looks at its caller's frame, and a
+    # coroutine's frame object, once made, lives as long as the coroutine (here the whole
+    # connection, ~0.4 KiB).
+    log.info("client connected", extra={"client": session.client_id, "address": session.address,
+                                        "binary": binary, "reconnection": reconnection})
+
+
 class WebSocketEndpoint:
     def __init__(self, node: EdgeNode):
         self.node = node
@@ -110,9 +118,7 @@ class WebSocketEndpoint:
         self.node.track(session, "websocket")
         CONNECTIONS_OPENED.inc()
         opened = time.monotonic()
-        log.info("client connected", extra={
-            "client": session.client_id, "address": address, "binary": binary,
-            "reconnection": self.node.recent_closes.reconnecting(address, opened)})
+        _log_connected(session, binary, self.node.recent_closes.reconnecting(address, opened))
         try:
             await self._read_loop(ws, session)
         finally:

@@ -65,7 +65,6 @@ class EdgeNode:
     def track(self, session: Session, kind: str) -> None:
         self.sessions.add(session)
         CONNECTIONS.labels(kind).inc()
-        session.start()
 
     async def untrack(self, session: Session, kind: str) -> None:
         """Release everything a finished session held, upstream interest included."""

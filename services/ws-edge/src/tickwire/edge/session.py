@@ -2,7 +2,8 @@
 
 Guarantees:
 - Per symbol, updates leave in `seq` order; within an epoch a `seq` is never sent twice
-  and never after a newer one; a new epoch (the sequence restarted) is followed.
+  and never after a newer one; a new epoch (the sequence restarted) is followed. Only
+  symbols the client watches are sent.
 - No gaps for a client that keeps up: a burst of ticks queues in full while the writer
   is free. Bounded memory for one that does not: once a write waits on the peer, or more
   than `queue_limit` updates are pending, updates CONFLATE to the newest pending one per
@@ -10,11 +11,14 @@ Guarantees:
   Control messages (acks, errors, pongs) queue in order up to a limit.
 - Control messages queued before an update was offered are written before it.
 - Pending updates go out together: one `batch_update` frame on a socket.
-- The fast path: while a socket's writer is idle and its transport is not backed up, a
+- The fast path: while a socket has no writer and its transport is not backed up, a
   live update's pre-built frame (the same bytes for every socket) is collected and
   written with every other frame due to that socket in one `writelines`, once per
   event-loop pass (so once per Redis read): no task switch, no per-socket encoding.
 - With `maxHz` a symbol is sent at most that often, always its newest value.
+
+Memory: an idle client holds no task. The writer task exists only while something is
+queued for it and ends when the queue is empty; the next queued message starts another.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from typing import Any
 
 import orjson
@@ -47,8 +50,39 @@ DROPPED = Counter("tickwire_edge_dropped_messages_total",
 
 _PING = object()  # a queued WebSocket ping, written by the writer like any frame
 
+# symbol → the (epoch, seq) of the snapshot last offered, one copy for every client it
+# went to: a snapshot is decoded for each client alone, and a client's own copy of its
+# mark would cost ~140 bytes per symbol. As many entries as symbols with a cached tick.
+_SNAPSHOT_MARKS: dict[str, tuple[str, int]] = {}
+
+
+def _shared_snapshot_mark(symbol: str, mark: tuple[str, int]) -> tuple[str, int]:
+    shared = _SNAPSHOT_MARKS.get(symbol)
+    if shared != mark:
+        _SNAPSHOT_MARKS[symbol] = shared = mark
+    return shared
+
+
+class Subscriptions(dict[str, tuple[str, int] | None]):
+    """The symbols a client watches, each with the (epoch, seq) last offered to it (None
+    before the first). To the hub a set: `add` keeps what a symbol has been offered,
+    `discard` forgets it, so a symbol that comes back starts afresh."""
+
+    __slots__ = ()
+
+    def add(self, symbol: str) -> None:
+        self.setdefault(symbol, None)
+
+    def discard(self, symbol: str) -> None:
+        self.pop(symbol, None)
+
 
 class Session:
+    __slots__ = ("client_id", "sink", "binary", "address", "max_symbols", "symbols", "inbound",
+                 "rate_limited_since", "last_heard", "last_ping", "blocked_since", "closed",
+                 "_pending", "_pending_count", "_queue_limit", "_control", "_control_limit",
+                 "_throttle", "_direct", "_timer", "_writer")
+
     def __init__(self, client_id: str, sink: Sink, *, max_symbols: int = 500,
                  control_limit: int = 256, queue_limit: int = 256, rate: float = 50.0,
                  burst: float = 100.0, address: str = ""):
@@ -57,25 +91,25 @@ class Session:
         self.binary = sink.binary
         self.address = address
         self.max_symbols = max_symbols
-        self.symbols: set[str] = set()
+        self.symbols = Subscriptions()
         self.inbound = TokenBucket(rate, burst)
         self.rate_limited_since: float | None = None
         self.last_heard = time.monotonic()
-        self.last_ping = time.monotonic()
+        self.last_ping = self.last_heard
         self.blocked_since: float | None = None  # set while a write waits on the peer
         self.closed = False
-        self._last: dict[str, tuple[str, int]] = {}  # symbol → (epoch, seq) last offered
         # symbol → its pending updates in seq order (one, once conflating)
         self._pending: dict[str, list[tuple[TickFrames | None, Tick, bool]]] = {}
         self._pending_count = 0
         self._queue_limit = queue_limit
-        self._control: deque[Any] = deque()
+        # A list, not a deque: an empty deque still holds a 0.7 KiB block, and this is short.
+        self._control: list[Any] = []
         self._control_limit = control_limit
-        self._throttle = Throttle()
-        self._wake = asyncio.Event()
-        self._idle = False  # the writer waits and nothing is queued for it
-        self._direct: list[bytes] = []  # pre-built frames for the next flush
+        self._throttle: Throttle | None = None  # until a symbol gets a maxHz
+        self._direct: list[bytes] | None = None  # pre-built frames for the next flush
         self._timer: asyncio.TimerHandle | None = None
+        # Running while something is queued; a finished one stays after a failed write,
+        # so nothing more is written to a client that is gone.
         self._writer: asyncio.Task | None = None
 
     # -- what others call: synchronous, never blocks ----------------------------------
@@ -85,7 +119,10 @@ class Session:
         if len(self._control) >= self._control_limit:
             DROPPED.inc()
             return
-        self._control.append(self._encode(message))
+        frame = self._encode(message)
+        # orjson's bytes keep its whole working buffer (4 KiB at least): a queued message
+        # holds a copy of its own size instead.
+        self._control.append(frame if self.binary else bytes(memoryview(frame)))
         self._kick()
 
     def queue_ping(self) -> None:
@@ -94,55 +131,72 @@ class Session:
         self._kick()
 
     def offer(self, tick: Tick, frames: TickFrames | None = None, snapshot: bool = False) -> bool:
-        """Offer an update; False when it is not newer than what this client has."""
-        last = self._last.get(tick.symbol)
+        """Offer an update; False when this client does not watch its symbol or has it
+        already (the same or a newer seq of the epoch)."""
+        symbol = tick.symbol
+        symbols = self.symbols
+        last = symbols.get(symbol, False)
+        if last is False:
+            return False
         if last is not None and not tick.is_newer_than(*last):
             return False
-        self._last[tick.symbol] = (tick.epoch, tick.seq)
-        if (self._idle and frames is not None and not snapshot and self.sink.direct
-                and not self._throttle.limits(tick.symbol) and self.sink.can_write_now()):
-            if not self._direct:
+        mark = (tick.epoch, tick.seq)
+        symbols[symbol] = _shared_snapshot_mark(symbol, mark) if snapshot else mark
+        throttle = self._throttle
+        if (self._writer is None and frames is not None and not snapshot and self.sink.direct
+                and not self._pending and not (throttle and throttle.limits(symbol))
+                and self.sink.can_write_now()):
+            frame = frames.ws_binary if self.binary else frames.ws_text
+            if self._direct is None:
+                self._direct = [frame]
                 DIRECT_FLUSH.add(self)
-            self._direct.append(frames.ws_binary if self.binary else frames.ws_text)
+            else:
+                self._direct.append(frame)
             SENT_PRICE_UPDATE.inc()
             if not frames.written:
                 observe_first_writes(((frames, tick, False),))
             return True
         entry = (frames, tick, snapshot)
-        queued = self._pending.get(tick.symbol)
+        queued = self._pending.get(symbol)
         if queued is None:
-            self._pending[tick.symbol] = [entry]
+            self._pending[symbol] = [entry]
             self._pending_count += 1
         elif (self.blocked_since is None and self._pending_count < self._queue_limit
-              and not self._throttle.limits(tick.symbol)):
+              and not (throttle and throttle.limits(symbol))):
             queued.append(entry)
             self._pending_count += 1
         else:
             CONFLATED.inc(len(queued))
             self._pending_count -= len(queued) - 1
-            self._pending[tick.symbol] = [entry]
+            self._pending[symbol] = [entry]
         self._kick()
         return True
 
     def set_max_hz(self, symbols: list[str], max_hz: float | None) -> None:
+        if self._throttle is None:
+            if max_hz is None:
+                return
+            self._throttle = Throttle()
         for symbol in symbols:
             self._throttle.set(symbol, max_hz)
         self._kick()
 
     def forget(self, symbol: str) -> None:
-        """After an unsubscribe: drop what is pending; start afresh if it comes back."""
+        """After an unsubscribe: drop what is pending."""
         self._pending_count -= len(self._pending.pop(symbol, ()))
-        self._last.pop(symbol, None)
-        self._throttle.clear(symbol)
+        if self._throttle is not None:
+            self._throttle.clear(symbol)
 
     def _kick(self) -> None:
-        self._idle = False
-        self._wake.set()
+        if self._writer is None and not self.closed:
+            self._writer = asyncio.get_running_loop().create_task(
+                self._write_loop(), name=f"writer-{self.client_id}")
 
     def flush_direct(self) -> None:
         """Write the collected pre-built frames (before anything the writer sends)."""
-        if self._direct:
-            frames, self._direct = self._direct, []
+        frames = self._direct
+        if frames is not None:
+            self._direct = None
             if not self.closed:
                 self.sink.write_now(frames)
 
@@ -151,9 +205,6 @@ class Session:
         return self._pending_count
 
     # -- the writer -------------------------------------------------------------------
-
-    def start(self) -> None:
-        self._writer = asyncio.create_task(self._write_loop(), name=f"writer-{self.client_id}")
 
     async def stop(self) -> None:
         self.closed = True
@@ -173,28 +224,29 @@ class Session:
             await asyncio.sleep(0.01)
 
     async def _write_loop(self) -> None:
+        """Until nothing is due: what the fast path collected, the control messages in
+        order, then the pending updates. Updates held back by `maxHz` wait for their
+        timer, which starts the next writer."""
         try:
             while True:
-                if not (self._control or self._pending):
-                    self._idle = True
-                await self._wake.wait()
-                self._wake.clear()
-                self._idle = False
                 self.flush_direct()
                 while self._control:
-                    item = self._control.popleft()
+                    item = self._control.pop(0)
                     if item is _PING:
                         await self._timed(self.sink.ping())
                     else:
                         await self._write(item, "control")
-                if self._pending:
-                    await self._write_updates()
+                if not (self._pending and await self._write_updates()):
+                    break
         except (ConnectionResetError, ConnectionError, RuntimeError) as exc:
             log.debug("client gone while writing", extra={"client": self.client_id,
                                                            "error": repr(exc)})
             self.sink.lost()
+            return
+        self._writer = None
 
-    async def _write_updates(self) -> None:
+    async def _write_updates(self) -> bool:
+        """Writes the pending updates that are due; False when none was."""
         if self._throttle:
             now = time.monotonic()
             due = {s: p for s, p in self._pending.items() if self._throttle.due_at(s) <= now}
@@ -206,7 +258,7 @@ class Session:
         else:
             due, self._pending = self._pending, {}
         if not due:
-            return
+            return False
         entries = [entry for queued in due.values() for entry in queued]
         self._pending_count -= len(entries)
         if self.sink.batching or len(entries) == 1:
@@ -217,6 +269,7 @@ class Session:
                 frame, kind = self._update_frame([entry])
                 await self._write(frame, kind)
         observe_first_writes(entries)
+        return True
 
     def _wake_at(self, when: float) -> None:
         if self._timer is not None:
