@@ -35,16 +35,17 @@ def _bulk(part: bytes) -> bytes:
 
 
 class _Symbol:
-    __slots__ = ("name", "set_prefix", "pub_prefix", "seq", "price", "open", "previous_close",
-                 "high", "low", "volume")
+    __slots__ = ("name", "set_prefix", "pub_prefix", "seq", "cents", "open", "previous_close",
+                 "percent_per_cent", "high", "low", "volume")
 
     def __init__(self, name: str, rng: random.Random):
         self.name = name
         self.set_prefix = b"*3\r\n$3\r\nSET\r\n" + _bulk(names.quote_key(name).encode())
         self.pub_prefix = b"*3\r\n$7\r\nPUBLISH\r\n" + _bulk(names.tick_channel(name).encode())
         self.seq = 0
-        self.previous_close = round(rng.uniform(20, 900), 2)
-        self.price = self.open = self.high = self.low = self.previous_close
+        self.cents = rng.randrange(2_000, 90_000)  # the price in integer cents: no rounding
+        self.previous_close = self.open = self.high = self.low = self.cents / 100
+        self.percent_per_cent = 1 / self.previous_close  # change in cents -> change %
         self.volume = rng.randrange(100_000, 5_000_000)
 
 
@@ -63,39 +64,60 @@ class Injector:
         self.log_key = array("q")  # symbol index << 32 | seq
         self.log_t = array("q")  # publishedAt, Unix ns
         self.errors = 0
-        self.iso_second = -1
-        self.iso_prefix = ""
+        self.iso_second = self.iso_ms = -1
+        self.iso_prefix = self.iso_text = ""
+        self.steps: list[int] = []
+        self.volumes: list[int] = []
+        self.packer = msgpack.Packer()
 
     def _iso(self, now_ns: int) -> str:
-        second, rest = divmod(now_ns, 1_000_000_000)
-        if second != self.iso_second:
-            self.iso_second = second
-            self.iso_prefix = datetime.fromtimestamp(second, tz=timezone.utc).strftime(
-                "%Y-%m-%dT%H:%M:%S.")
-        return f"{self.iso_prefix}{rest // 1_000_000:03d}Z"
+        """ISO 8601 UTC with milliseconds, formatted once per millisecond."""
+        ms = now_ns // 1_000_000
+        if ms != self.iso_ms:
+            second, rest = divmod(ms, 1000)
+            if second != self.iso_second:
+                self.iso_second = second
+                self.iso_prefix = datetime.fromtimestamp(second, tz=timezone.utc).strftime(
+                    "%Y-%m-%dT%H:%M:%S.")
+            self.iso_ms, self.iso_text = ms, f"{self.iso_prefix}{rest:03d}Z"
+        return self.iso_text
 
     def _pick(self) -> int:
         if not self.picks:
-            self.picks = self.np_rng.choice(len(self.symbols), 65536, p=self.weights).tolist()
+            self._draw()
         return self.picks.pop()
+
+    def _draw(self, count: int = 65536) -> None:
+        """Random numbers in bulk (numpy): which symbol ticks, its price step in cents and
+        its volume step. Drawing them one by one cost more than the rest of a tick."""
+        rng = self.np_rng
+        self.picks = rng.choice(len(self.symbols), count, p=self.weights).tolist()
+        self.steps = np.rint(rng.normal(0, 3, count)).astype(np.int64).tolist()
+        self.volumes = rng.integers(1, 500, count).tolist()
 
     def _payload(self, index: int) -> bytes:
         s = self.symbols[index]
+        if not self.steps:
+            self._draw()
         s.seq += 1
-        s.price = max(0.01, round(s.price * (1 + self.rng.gauss(0, 0.0005)), 2))
-        s.high, s.low = max(s.high, s.price), min(s.low, s.price)
-        s.volume += self.rng.randrange(1, 500)
+        s.cents = max(1, s.cents + self.steps.pop())
+        price = s.cents / 100
+        if price > s.high:
+            s.high = price
+        elif price < s.low:
+            s.low = price
+        s.volume += self.volumes.pop()
         now = time.time_ns()
-        change = round(s.price - s.previous_close, 2)
-        payload = msgpack.packb({
+        change = price - s.previous_close
+        payload = self.packer.pack({
             "symbol": s.name,
-            "data": {"symbol": s.name, "price": s.price, "change": change,
-                     "changePercent": round(change / s.previous_close * 100, 4),
+            "data": {"symbol": s.name, "price": price, "change": round(change, 2),
+                     "changePercent": round(change * 100 * s.percent_per_cent, 4),
                      "volume": s.volume, "high": s.high, "low": s.low, "open": s.open,
                      "previousClose": s.previous_close, "timestamp": self._iso(now),
                      "source": "bench"},
             "seq": s.seq, "epoch": self.epoch, "publishedAt": now,
-        }, use_bin_type=True)
+        })
         self.log_key.append(index << 32 | s.seq)
         self.log_t.append(now)
         return payload

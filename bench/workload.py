@@ -46,6 +46,14 @@ class Workload:
                          for _ in range(clients)]
         return cls(symbol_names(symbols), subscriptions, zipf_weights(symbols, tick_skew))
 
+    @classmethod
+    def partitioned(cls, *, clients: int, symbols: int) -> Workload:
+        """Every symbol watched by exactly one client, ticking equally often: each tick is
+        one delivery, so what is measured is how fast a server takes ticks in."""
+        parts = np.array_split(np.arange(symbols), min(clients, symbols))
+        return cls(symbol_names(symbols), [part.tolist() for part in parts],
+                   zipf_weights(symbols, 0.0))
+
     def watchers(self) -> np.ndarray:
         counts = np.zeros(len(self.symbols), dtype=np.int64)
         for subs in self.subscriptions:

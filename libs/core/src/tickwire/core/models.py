@@ -24,9 +24,18 @@ def normalise_symbol(raw: object) -> str | None:
     return symbol if SYMBOL_PATTERN.match(symbol) else None
 
 
+_iso_cache: tuple[int, str] = (-1, "")  # (Unix ms, its text): the hot path asks often
+
+
 def iso_now() -> str:
     """Now as ISO-8601 UTC with milliseconds, e.g. 2024-01-10T10:30:00.123Z."""
-    return iso_from_unix(time.time())
+    global _iso_cache
+    ms = time.time_ns() // 1_000_000
+    cached_ms, text = _iso_cache
+    if ms != cached_ms:
+        text = iso_from_unix(ms / 1000)
+        _iso_cache = (ms, text)
+    return text
 
 
 def iso_from_unix(seconds: float) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Protocol
 
 import redis.asyncio as aioredis
@@ -20,10 +20,12 @@ from redis.exceptions import RedisError
 from tickwire.core import names
 from tickwire.core.codecs import DecodeError, decode_tick, encode_tick
 from tickwire.core.models import Tick
+from tickwire.core.pubsub import MessageHandler, SubscriberConnection
 
 log = logging.getLogger(__name__)
 
-MessageHandler = Callable[[str, bytes], None]
+COMMAND_TIMEOUT = 10.0  # seconds Redis may take to answer SUBSCRIBE, AUTH or PING
+HEALTH_CHECK_SECONDS = 15.0
 
 
 class TickBus(Protocol):
@@ -39,7 +41,8 @@ def redis_client(url: str) -> aioredis.Redis:
 
 class RedisTickBus:
     """Ticks over Redis. `on_message(channel, payload)` is called for every message on a
-    subscribed channel, in order, from one listener task (`run`)."""
+    subscribed channel, in order, while `run` holds the subscriber connection; all the
+    messages of one socket read are handed over in one event-loop pass."""
 
     def __init__(self, redis: aioredis.Redis, on_message: MessageHandler | None = None,
                  standing_channels: Iterable[str] = (names.CONTROL_CHANNEL,)):
@@ -47,7 +50,7 @@ class RedisTickBus:
         self._on_message = on_message
         self._standing = tuple(standing_channels)
         self._channels: set[str] = set()
-        self._pubsub = None
+        self._conn: SubscriberConnection | None = None
         self._lock = asyncio.Lock()
         self.connected = asyncio.Event()
 
@@ -82,15 +85,18 @@ class RedisTickBus:
     # -- subscribing ----------------------------------------------------------------
 
     async def subscribe(self, channels: Iterable[str]) -> None:
+        """Returns once Redis confirmed the new channels (or, while disconnected, at once:
+        the listener subscribes them when it connects). Raises OSError when Redis does
+        not confirm; the channels are then not held."""
         new = [c for c in channels if c not in self._channels]
         if not new:
             return
         self._channels.update(new)
         async with self._lock:
-            if self._pubsub is not None:
+            if self._conn is not None:
                 try:
-                    await self._pubsub.subscribe(*new)
-                except (RedisError, OSError):
+                    await asyncio.wait_for(self._conn.subscribe(new), COMMAND_TIMEOUT)
+                except OSError:
                     self._channels.difference_update(new)
                     raise
 
@@ -100,10 +106,10 @@ class RedisTickBus:
             return
         self._channels.difference_update(gone)
         async with self._lock:
-            if self._pubsub is not None:
+            if self._conn is not None:
                 try:
-                    await self._pubsub.unsubscribe(*gone)
-                except (RedisError, OSError):
+                    self._conn.unsubscribe(gone)
+                except OSError:
                     # The listener reconnects and resubscribes only what is still wanted.
                     log.warning("redis unsubscribe failed; dropped on reconnect")
 
@@ -120,11 +126,11 @@ class RedisTickBus:
                 attempt = 0
                 await self._listen()
             except asyncio.CancelledError:
-                await self._close()
+                self._close()
                 raise
             except (RedisError, OSError) as exc:
                 self.connected.clear()
-                await self._close()
+                self._close()
                 delay = min(5.0, 0.1 * 2 ** attempt) * random.uniform(0.5, 1.0)
                 attempt += 1
                 log.warning("redis subscriber lost; reconnecting",
@@ -132,30 +138,31 @@ class RedisTickBus:
                 await asyncio.sleep(delay)
 
     async def _connect(self) -> None:
-        async with self._lock:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            # Standing channels (control, feed status) are always held, which also keeps
-            # the connection readable before the first symbol is subscribed.
-            await pubsub.subscribe(*self._standing, *self._channels)
-            self._pubsub = pubsub
+        pool = self._redis.connection_pool
+        conn = await SubscriberConnection.open(pool.connection_kwargs, pool.connection_class,
+                                               self._on_message, COMMAND_TIMEOUT)
+        try:
+            async with self._lock:
+                # Standing channels (control, feed status) are always held.
+                await asyncio.wait_for(conn.subscribe([*self._standing, *self._channels]),
+                                       COMMAND_TIMEOUT)
+                self._conn = conn
+        except BaseException:
+            conn.close()
+            raise
         self.connected.set()
 
     async def _listen(self) -> None:
-        on_message = self._on_message
-        pubsub = self._pubsub
+        """Messages arrive through the connection's callback; this only watches that it
+        lives: a PING every HEALTH_CHECK_SECONDS must be answered in COMMAND_TIMEOUT."""
+        conn = self._conn
         while True:
-            message = await pubsub.get_message(timeout=5.0)
-            if message is None or message["type"] != "message" or on_message is None:
-                continue
-            channel = message["channel"]
-            on_message(channel.decode() if isinstance(channel, bytes) else channel,
-                       message["data"])
+            done, _ = await asyncio.wait([conn.closed], timeout=HEALTH_CHECK_SECONDS)
+            if done:
+                raise ConnectionResetError(f"redis subscriber connection ended: {conn.closed.result()!r}")
+            await asyncio.wait_for(conn.ping(), COMMAND_TIMEOUT)
 
-    async def _close(self) -> None:
-        async with self._lock:
-            pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            try:
-                await pubsub.aclose()
-            except (RedisError, OSError):
-                pass
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()

@@ -4,7 +4,6 @@ shared by every connection that receives it."""
 from __future__ import annotations
 
 import struct
-from functools import cached_property
 
 import orjson
 
@@ -13,32 +12,50 @@ from tickwire.core.models import Tick, price_update_message
 
 
 class TickFrames:
-    __slots__ = ("tick", "written", "__dict__")
+    """Plain lazy attributes rather than functools.cached_property, which takes a lock on
+    every first access in Python 3.11: this object is built once per tick."""
+
+    __slots__ = ("tick", "written", "_message", "_json", "_msgpack", "_ws_text", "_ws_binary")
 
     def __init__(self, tick: Tick):
         self.tick = tick
         self.written = False  # set by the tick's first write on this edge (its latency)
+        self._message: dict | None = None
+        self._json: bytes | None = None
+        self._msgpack: bytes | None = None
+        self._ws_text: bytes | None = None
+        self._ws_binary: bytes | None = None
 
-    @cached_property
-    def _message(self) -> dict:
-        return price_update_message(self.tick)
+    @property
+    def message(self) -> dict:
+        if self._message is None:
+            self._message = price_update_message(self.tick)
+        return self._message
 
-    @cached_property
+    @property
     def json(self) -> bytes:
-        return orjson.dumps(self._message)
+        if self._json is None:
+            self._json = orjson.dumps(self.message)
+        return self._json
 
-    @cached_property
+    @property
     def msgpack(self) -> bytes:
-        return encode_msgpack(self._message)
+        if self._msgpack is None:
+            self._msgpack = encode_msgpack(self.message)
+        return self._msgpack
 
-    @cached_property
+    @property
     def ws_text(self) -> bytes:
         """The whole WebSocket frame (header + JSON), written as-is to every socket."""
-        return websocket_frame(self.json, binary=False)
+        if self._ws_text is None:
+            self._ws_text = websocket_frame(self.json, binary=False)
+        return self._ws_text
 
-    @cached_property
+    @property
     def ws_binary(self) -> bytes:
-        return websocket_frame(self.msgpack, binary=True)
+        if self._ws_binary is None:
+            self._ws_binary = websocket_frame(self.msgpack, binary=True)
+        return self._ws_binary
 
 
 def websocket_frame(payload: bytes, binary: bool) -> bytes:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Gauge
 from redis.exceptions import RedisError
 
 from tickwire.core import names
@@ -22,12 +22,11 @@ from tickwire.core.models import Tick
 from tickwire.core.tickbus import RedisTickBus
 from tickwire.edge.announcements import Announcements
 from tickwire.edge.frames import TickFrames
-from tickwire.edge.observability import fan_out_span, upstream_span
+from tickwire.edge.observability import HOT, fan_out_span, upstream_span
 from tickwire.edge.session import Session
 
 log = logging.getLogger(__name__)
 
-TICKS_RECEIVED = Counter("tickwire_edge_ticks_received_total", "Ticks received from Redis")
 SYMBOLS = Gauge("tickwire_edge_symbols", "Symbols with at least one local subscriber")
 
 
@@ -108,7 +107,7 @@ class Hub:
         except DecodeError as exc:
             log.warning("undecodable tick", extra={"channel": channel, "error": str(exc)})
             return
-        TICKS_RECEIVED.inc()
+        HOT.ticks_received += 1
         frames = TickFrames(tick)
         if self._held is not None:
             self._held[symbol] = (tick, frames)

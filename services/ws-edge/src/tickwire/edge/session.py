@@ -35,16 +35,13 @@ from tickwire.core.codecs import encode_msgpack
 from tickwire.core.models import Tick, batch_update_message, price_update_message
 from tickwire.edge.frames import TickFrames
 from tickwire.edge.limits import Throttle, TokenBucket
-from tickwire.edge.observability import observe_first_writes
+from tickwire.edge.observability import HOT, observe_first_writes
 from tickwire.edge.sinks import Sink
 
 log = logging.getLogger(__name__)
 
 CONFLATED = Counter("tickwire_edge_conflated_updates_total",
                     "Updates replaced by a newer one before they were written")
-MESSAGES_SENT = Counter("tickwire_edge_messages_sent_total", "Frames written to clients", ["type"])
-SENT_BY_KIND = {kind: MESSAGES_SENT.labels(kind)
-                for kind in ("price_update", "batch_update", "control")}
 DROPPED = Counter("tickwire_edge_dropped_messages_total",
                   "Control messages dropped for a client whose queue was full")
 
@@ -152,7 +149,7 @@ class Session:
                 DIRECT_FLUSH.add(self)
             else:
                 self._direct.append(frame)
-            SENT_PRICE_UPDATE.inc()
+            HOT.sent["price_update"] += 1
             if not frames.written:
                 observe_first_writes(((frames, tick, False),))
             return True
@@ -291,7 +288,7 @@ class Session:
 
     async def _write(self, frame: bytes, kind: str) -> None:
         await self._timed(self.sink.write(frame))
-        SENT_BY_KIND[kind].inc()
+        HOT.sent[kind] += 1
 
     async def _timed(self, write) -> None:
         """Marks how long the peer keeps us waiting; the edge's sweeper sheds clients
@@ -305,8 +302,6 @@ class Session:
     def _encode(self, message: dict[str, Any]) -> bytes:
         return encode_msgpack(message) if self.binary else orjson.dumps(message)
 
-
-SENT_PRICE_UPDATE = SENT_BY_KIND["price_update"]
 
 
 class DirectFlush:
