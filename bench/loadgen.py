@@ -80,8 +80,10 @@ class Stats:
 
 class Client(asyncio.Protocol):
     def __init__(self, ident: int, symbols: list[str], index: dict[str, int], binary: bool,
-                 host: str, port: int, stats: Stats, ready: asyncio.Future):
+                 host: str, port: int, stats: Stats, ready: asyncio.Future,
+                 max_hz: float | None = None):
         self.ident = ident
+        self.max_hz = max_hz
         self.symbols = symbols
         self.index = index
         self.binary = binary
@@ -119,6 +121,8 @@ class Client(asyncio.Protocol):
         del self.buf[:end + 4]
         self.upgraded = True
         message = {"action": "subscribe", "symbols": self.symbols}
+        if self.max_hz:
+            message["maxHz"] = self.max_hz
         if self.binary:
             self.transport.write(client_frame(OP_BINARY, msgpack.packb(message)))
         else:
@@ -230,8 +234,9 @@ class Client(asyncio.Protocol):
 
 class Loader:
     def __init__(self, conn, host: str, port: int, clients: list[tuple[int, list[str]]],
-                 symbols: list[str], binary: bool, concurrency: int):
+                 symbols: list[str], binary: bool, concurrency: int, max_hz: float | None):
         self.conn = conn
+        self.max_hz = max_hz
         self.host = host
         self.port = port
         self.specs = clients
@@ -281,7 +286,8 @@ class Loader:
                 try:
                     _, client = await loop.create_connection(
                         lambda: Client(ident, symbols, self.index, self.binary, self.host,
-                                       self.port, self.stats, ready), self.host, self.port)
+                                       self.port, self.stats, ready, self.max_hz),
+                        self.host, self.port)
                     self.clients.append(client)
                     at = await asyncio.wait_for(ready, 30)
                 except (OSError, ConnectionError, asyncio.TimeoutError) as exc:
@@ -298,7 +304,7 @@ class Loader:
 
 
 def main(conn, host: str, port: int, clients: list[tuple[int, list[str]]], symbols: list[str],
-         binary: bool, concurrency: int) -> None:
+         binary: bool, concurrency: int, max_hz: float | None = None) -> None:
     """Process entry point (multiprocessing, spawn)."""
     uvloop.install()
-    asyncio.run(Loader(conn, host, port, clients, symbols, binary, concurrency).run())
+    asyncio.run(Loader(conn, host, port, clients, symbols, binary, concurrency, max_hz).run())

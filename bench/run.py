@@ -81,10 +81,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     s.add_argument("--no-half", action="store_true",
                    help="skip the window at half the saturation rate")
     i = p.add_argument_group("ingest (issue #9: one edge keeps up with >= 50,000 ticks/s)")
-    i.add_argument("--ingest-rate", type=float, default=50_000.0,
+    i.add_argument("--ingest-rate", type=float, default=55_000.0,
                    help="ticks/s published over --symbols, each symbol watched by one of "
-                        "--ingest-clients clients (0 skips the ingest trials)")
+                        "--ingest-clients clients (0 skips the ingest trials); 10 %% above "
+                        "the target, so that meeting it is not a matter of rounding")
     i.add_argument("--ingest-clients", type=int, default=10)
+    i.add_argument("--ingest-max-hz", type=float, default=1.0,
+                   help="the clients subscribe with this maxHz, so the edge takes in every tick "
+                        "but sends each symbol at most this often: the trial measures the ingest "
+                        "path, not the clients (0: every tick is delivered, and the baseline, "
+                        "which has no maxHz, runs too)")
     i.add_argument("--ingest-seconds", type=float, default=5.0, help="measured seconds")
     g = p.add_argument_group("load generation")
     g.add_argument("--loaders", type=int, default=max(2, cpus - 1),
@@ -269,6 +275,11 @@ class Trial:
             return 0.0
         return metric(self.port, "tickwire_edge_conflated_updates_total")
 
+    def _ticks_received(self) -> float | None:
+        if self.system != "tickwire":
+            return None  # the baseline exports no metrics
+        return metric(self.port, "tickwire_edge_ticks_received_total")
+
     def _cpu(self) -> dict:
         busy = psutil.cpu_times()
         return {
@@ -309,12 +320,12 @@ class Trial:
     def _window(self, seconds: float, drain: float, profile: bool = False) -> dict:
         """Measure `seconds` at the current rate, then let its ticks arrive for `drain`."""
         spy = self._spy("load") if profile else None
-        before, conflated0 = self._cpu(), self._conflated()
+        before, conflated0, received0 = self._cpu(), self._conflated(), self._ticks_received()
         rss_max, end = 0, time.monotonic() + seconds
         while (left := end - time.monotonic()) > 0:
             rss_max = max(rss_max, self._rss())
             time.sleep(min(0.25, left))
-        after = self._cpu()
+        after, received1 = self._cpu(), self._ticks_received()
         rss_max = max(rss_max, self._rss())
         if spy is not None:
             self._unspy(spy)
@@ -323,6 +334,7 @@ class Trial:
         return {"t0": before["t"], "t1": after["t"], "horizon": time.time_ns(),
                 "cpu": {k: after[k] - before[k] for k in before if k != "t"},
                 "rss_max": rss_max,
+                "ticks_received": None if None in (received0, received1) else received1 - received0,
                 "conflated": None if None in (conflated0, conflated1) else conflated1 - conflated0}
 
     def _spy(self, phase: str) -> subprocess.Popen:
@@ -353,9 +365,13 @@ class Trial:
                                        window["conflated"])
         cpu = window["cpu"]
         known = sum(v for k, v in cpu.items() if k not in ("machine_busy", "server_system"))
+        published = joined.published_between(window["t0"], window["t1"])
         return {
             "target_tick_rate": rate,
-            "tick_rate": round(joined.published_between(window["t0"], window["t1"]) / seconds, 1),
+            "tick_rate": round(published / seconds, 1),
+            # What the server took in from Redis (its own counter; tickwire only).
+            "server_ticks_per_s": None if window["ticks_received"] is None
+            else round(window["ticks_received"] / seconds, 1),
             "seconds": round(seconds, 3),
             "delivered_msgs_per_s": round(accounting["delivered"] / seconds, 1),
             "received_msgs_per_s": round(received / seconds, 1),
@@ -364,6 +380,7 @@ class Trial:
             "server_cpu_us_per_msg": round(cpu["server"] * 1e6 / received, 3) if received else None,
             "server_system_cpu_us_per_msg": round(cpu["server_system"] * 1e6 / received, 3)
             if received else None,
+            "server_cpu_us_per_tick": round(cpu["server"] * 1e6 / published, 3) if published else None,
             "server_cpu_cores": round(cpu["server"] / seconds, 3),
             "cpu_cores": {k: round(v / seconds, 3) for k, v in cpu.items()},
             "foreign_cpu_cores": round((cpu["machine_busy"] - known) / seconds, 3),
@@ -389,7 +406,8 @@ class Trial:
             for ident, subs in enumerate(workload.subscriptions):
                 specs[ident % args.loaders].append((ident, [workload.symbols[i] for i in subs]))
             self.loaders = [Child(f"loader-{i}", loadgen.main, "127.0.0.1", self.port, spec,
-                                  workload.symbols, args.msgpack, args.connect_concurrency)
+                                  workload.symbols, args.msgpack, args.connect_concurrency,
+                                  vars(args).get("max_hz"))
                             for i, spec in enumerate(specs)]
             for loader in self.loaders:
                 loader.expect("ready")
@@ -579,12 +597,14 @@ FIGURES = {  # name: (path in a trial result, better when "higher" / "lower")
     "foreign_cpu_cores": (("main", "foreign_cpu_cores"), "lower"),
 }
 
-INGEST_FIGURES = {  # the ingest trials: every tick reaches one socket
-    "ingest_ticks_per_s": (("main", "tick_rate"), "higher"),
-    "ingest_delivery_ratio": (("main", "accounting", "delivery_ratio"), "higher"),
-    "ingest_lost": (("main", "accounting", "lost"), "lower"),
+INGEST_FIGURES = {  # the ingest trials: every symbol watched by one client
+    "ingest_published_ticks_per_s": (("main", "tick_rate"), "higher"),
+    "ingest_taken_in_ticks_per_s": (("main", "server_ticks_per_s"), "higher"),
+    "ingest_latency_p50_ms": (("main", "latency_ms", "p50"), "lower"),
     "ingest_latency_p99_ms": (("main", "latency_ms", "p99"), "lower"),
-    "ingest_cpu_us_per_tick": (("main", "server_cpu_us_per_msg"), "lower"),
+    "ingest_lost": (("main", "accounting", "lost"), "lower"),
+    "ingest_gaps": (("main", "accounting", "gaps"), "lower"),
+    "ingest_cpu_us_per_tick": (("main", "server_cpu_us_per_tick"), "lower"),
     "ingest_server_cpu_cores": (("main", "server_cpu_cores"), "lower"),
 }
 
@@ -637,9 +657,10 @@ def targets(medians: dict, ratio: dict) -> dict:
         "rss_per_idle_conn_kib_max": check(tw.get("rss_per_conn_idle_kib"), 20, "<="),
         "rss_per_loaded_conn_kib_max": check(tw.get("rss_per_conn_load_kib"), 40, "<="),
         # Keeping up: the rate was reached, nothing lost, and no backlog built up.
-        "ingest_ticks_per_s_min": check(tw.get("ingest_ticks_per_s"), 50_000, ">="),
+        "ingest_ticks_per_s_min": check(tw.get("ingest_taken_in_ticks_per_s"), 50_000, ">="),
         "ingest_p99_ms_max": check(tw.get("ingest_latency_p99_ms"), 100, "<="),
         "ingest_lost_max": check(tw.get("ingest_lost"), 0, "<="),
+        "ingest_gaps_max": check(tw.get("ingest_gaps"), 0, "<="),
     }
 
 
@@ -681,6 +702,9 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack(workdir)
     results: list[dict] = []
     ingest_results: list[dict] = []
+    # With maxHz the baseline (which has none) would measure its clients, not its ingest.
+    ingest_systems = [system for system in args.systems
+                      if system == "tickwire" or not args.ingest_max_hz]
     try:
         stack.start()
         for system, repeat in schedule(args.systems, args.repeats):
@@ -700,26 +724,28 @@ def main(argv: list[str] | None = None) -> int:
         if args.ingest_rate > 0:
             ingest_args = argparse.Namespace(**{
                 **vars(args), "rate": args.ingest_rate, "duration": args.ingest_seconds,
-                "warmup": 1.0, "clients": args.ingest_clients})
+                "warmup": 1.0, "clients": args.ingest_clients,
+                "max_hz": args.ingest_max_hz or None})
             ingest_workload = Workload.partitioned(clients=args.ingest_clients,
                                                    symbols=args.symbols)
-            for system, repeat in schedule(args.systems, args.repeats):
+            for system, repeat in schedule(ingest_systems, args.repeats):
                 result = Trial(system, repeat, ingest_args, ingest_workload, stack, workdir,
                                kind="ingest").run()
                 ingest_results.append(result)
                 m = result["main"]
-                print(f"  {system:8} ingest #{repeat}: {m['tick_rate']:>9.0f} ticks/s in, "
-                      f"delivered {m['accounting']['delivery_ratio'] or 0:.4f} p50/p99 "
-                      f"{m['latency_ms']['p50']}/{m['latency_ms']['p99']} ms, "
-                      f"{m['server_cpu_us_per_msg']} cpu-us/tick", flush=True)
+                print(f"  {system:8} ingest #{repeat}: {m['tick_rate']:>9.0f} ticks/s published, "
+                      f"{m['server_ticks_per_s'] or '-'} taken in, p50/p99 "
+                      f"{m['latency_ms']['p50']}/{m['latency_ms']['p99']} ms, lost "
+                      f"{m['accounting']['lost']}, gaps {m['accounting']['gaps']}, "
+                      f"{m['server_cpu_us_per_tick']} cpu-us/tick", flush=True)
     finally:
         stack.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
     medians, ratio = summarise(results, args.systems, FIGURES)
     if ingest_results:
-        ingest_medians, ingest_ratio = summarise(ingest_results, args.systems, INGEST_FIGURES)
-        for system in args.systems:
+        ingest_medians, ingest_ratio = summarise(ingest_results, ingest_systems, INGEST_FIGURES)
+        for system in ingest_systems:
             medians[system].update(ingest_medians[system])
         ratio.update(ingest_ratio)
     report = {
@@ -786,7 +812,7 @@ def _print_summary(report: dict) -> None:
     print(f"\n{'figure (median)':28}" + "".join(f"{s:>14}" for s in systems)
           + ("   tickwire/baseline" if report["ratio"] else ""))
     for name in report["figures"]:
-        row = "".join(f"{_fmt(report['median'][s][name]):>14}" for s in systems)
+        row = "".join(f"{_fmt(report['median'][s].get(name)):>14}" for s in systems)
         ratio = report["ratio"].get(name)
         print(f"{name:28}{row}" + (f"{_fmt(ratio):>20}" if report["ratio"] else ""))
 

@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 CLIENTS = 30
 SMOKE = ["--clients", str(CLIENTS), "--symbols", "25", "--per-client", "4", "--rate", "40",
          "--warmup", "1", "--duration", "2", "--drain", "1", "--repeats", "1",
-         "--sat-steps", "2", "--sat-step-seconds", "1", "--loaders", "2"]
+         "--sat-steps", "2", "--sat-step-seconds", "1", "--loaders", "2",
+         "--ingest-rate", "2000", "--ingest-clients", "5", "--ingest-seconds", "2"]
 
 
 def run_bench(out: Path) -> subprocess.CompletedProcess:
@@ -59,7 +60,7 @@ def test_bench_smoke_report_is_complete_and_consistent(tmp_path: Path):
     assert (tmp_path / "latest.png").stat().st_size > 0
     assert "tickwire/baseline" in result.stdout
 
-    runs = report["runs"]
+    runs = [r for r in report["runs"] if r["kind"] == "fanout"]
     assert sorted(r["system"] for r in runs) == ["baseline", "tickwire"]
     for run in runs:
         assert run["connect"]["connected"] == CLIENTS, run["connect"]
@@ -83,6 +84,14 @@ def test_bench_smoke_report_is_complete_and_consistent(tmp_path: Path):
             assert run["loaders"]["snapshots"] == CLIENTS * 4  # one per subscribed symbol
             assert main["accounting"]["server_conflated"] is not None
 
+    # The ingest trial: tickwire only (its clients use maxHz, which the baseline lacks).
+    ingest = [r for r in report["runs"] if r["kind"] == "ingest"]
+    assert [r["system"] for r in ingest] == ["tickwire"]
+    main = ingest[0]["main"]
+    consistent_window(main)
+    assert main["server_ticks_per_s"] > 0 and main["server_cpu_us_per_tick"] > 0
+    assert main["accounting"]["conflated"] > 0  # maxHz 1 at 80 ticks/s per symbol
+
     medians, ratio = report["median"], report["ratio"]
     for name, value in ratio.items():
         a, b = medians["tickwire"][name], medians["baseline"][name]
@@ -95,4 +104,7 @@ def test_bench_smoke_report_is_complete_and_consistent(tmp_path: Path):
                  "rss_per_conn_load_kib", "connect_rate_per_s"):
         assert ratio[name] is not None, name
     assert set(report["targets"]) >= {"cpu_per_msg_ratio_max", "saturation_throughput_ratio_min",
-                                      "delivery_ratio_min", "rss_per_idle_conn_kib_max"}
+                                      "delivery_ratio_min", "rss_per_idle_conn_kib_max",
+                                      "ingest_ticks_per_s_min", "ingest_p99_ms_max"}
+    assert medians["tickwire"]["ingest_taken_in_ticks_per_s"] > 0
+    assert "ingest_taken_in_ticks_per_s" not in medians["baseline"]

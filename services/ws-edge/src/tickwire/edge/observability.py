@@ -42,6 +42,7 @@ class HotPathMetrics:
 
     def __init__(self) -> None:
         self.ticks_received = 0
+        self.conflated = 0
         self.sent = dict.fromkeys(self.SENT_KINDS, 0)
         self._latency_counts = [0] * (len(self.LATENCY_BUCKETS) + 1)  # the last one is +Inf
         self._latency_sum = 0.0
@@ -59,6 +60,9 @@ class HotPathMetrics:
     def _families(self):
         yield CounterMetricFamily("tickwire_edge_ticks_received", "Ticks received from Redis",
                                   value=self.ticks_received)
+        yield CounterMetricFamily(
+            "tickwire_edge_conflated_updates",
+            "Updates replaced by a newer one before they were written", value=self.conflated)
         sent = CounterMetricFamily("tickwire_edge_messages_sent", "Frames written to clients",
                                    labels=["type"])
         for kind, count in self.sent.items():

@@ -40,8 +40,6 @@ from tickwire.edge.sinks import Sink
 
 log = logging.getLogger(__name__)
 
-CONFLATED = Counter("tickwire_edge_conflated_updates_total",
-                    "Updates replaced by a newer one before they were written")
 DROPPED = Counter("tickwire_edge_dropped_messages_total",
                   "Control messages dropped for a client whose queue was full")
 
@@ -163,7 +161,7 @@ class Session:
             queued.append(entry)
             self._pending_count += 1
         else:
-            CONFLATED.inc(len(queued))
+            HOT.conflated += len(queued)
             self._pending_count -= len(queued) - 1
             self._pending[symbol] = [entry]
         self._kick()
