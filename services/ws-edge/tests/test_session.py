@@ -193,8 +193,8 @@ class DirectSink(RecordingSink):
     def can_write_now(self) -> bool:
         return self.room
 
-    def write_now(self, frames: list[bytes]) -> None:
-        self.batches.append(frames)
+    def write_now(self, frames: bytes | list[bytes]) -> None:
+        self.batches.append([frames] if isinstance(frames, bytes) else frames)
 
 
 async def test_live_updates_of_an_idle_socket_are_coalesced_into_one_write_per_pass():

@@ -15,10 +15,12 @@ class TickFrames:
     """Plain lazy attributes rather than functools.cached_property, which takes a lock on
     every first access in Python 3.11: this object is built once per tick."""
 
-    __slots__ = ("tick", "written", "_message", "_json", "_msgpack", "_ws_text", "_ws_binary")
+    __slots__ = ("tick", "mark", "written", "_message", "_json", "_msgpack", "_ws_text",
+                 "_ws_binary")
 
     def __init__(self, tick: Tick):
         self.tick = tick
+        self.mark = (tick.epoch, tick.seq)  # what each watcher records as last offered
         self.written = False  # set by the tick's first write on this edge (its latency)
         self._message: dict | None = None
         self._json: bytes | None = None

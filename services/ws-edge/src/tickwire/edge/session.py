@@ -101,7 +101,8 @@ class Session:
         self._control: list[Any] = []
         self._control_limit = control_limit
         self._throttle: Throttle | None = None  # until a symbol gets a maxHz
-        self._direct: list[bytes] | None = None  # pre-built frames for the next flush
+        # Pre-built frames for the next flush: one frame, or a list of them.
+        self._direct: bytes | list[bytes] | None = None
         self._timer: asyncio.TimerHandle | None = None
         # Running while something is queued; a finished one stays after a failed write,
         # so nothing more is written to a client that is gone.
@@ -135,18 +136,25 @@ class Session:
             return False
         if last is not None and not tick.is_newer_than(*last):
             return False
-        mark = (tick.epoch, tick.seq)
-        symbols[symbol] = _shared_snapshot_mark(symbol, mark) if snapshot else mark
+        if snapshot:
+            symbols[symbol] = _shared_snapshot_mark(symbol, (tick.epoch, tick.seq))
+        else:
+            # One tuple per tick, shared by its watchers: a tuple per watcher lived until the
+            # symbol's next tick and fed the garbage collector's full passes (~150 ms each).
+            symbols[symbol] = frames.mark if frames is not None else (tick.epoch, tick.seq)
         throttle = self._throttle
         if (self._writer is None and frames is not None and not snapshot and self.sink.direct
                 and not self._pending and not (throttle and throttle.limits(symbol))
                 and self.sink.can_write_now()):
             frame = frames.ws_binary if self.binary else frames.ws_text
-            if self._direct is None:
-                self._direct = [frame]
+            direct = self._direct
+            if direct is None:  # the usual case, one frame per pass: no list
+                self._direct = frame
                 DIRECT_FLUSH.add(self)
+            elif type(direct) is bytes:
+                self._direct = [direct, frame]
             else:
-                self._direct.append(frame)
+                direct.append(frame)
             HOT.sent["price_update"] += 1
             if not frames.written:
                 observe_first_writes(((frames, tick, False),))

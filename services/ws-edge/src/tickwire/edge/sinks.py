@@ -46,8 +46,11 @@ class WebSocketSink:
         return (not transport.is_closing()
                 and transport.get_write_buffer_size() < DIRECT_WRITE_LIMIT)
 
-    def write_now(self, frames: list[bytes]) -> None:
-        self._transport.writelines(frames)
+    def write_now(self, frames: bytes | list[bytes]) -> None:
+        if type(frames) is bytes:
+            self._transport.write(frames)
+        else:
+            self._transport.writelines(frames)
 
     @property
     def closed(self) -> bool:
