@@ -48,8 +48,10 @@ STANDARD_METRICS = {
     "process_open_fds", "process_max_fds", "process_start_time_seconds", "up",
 }
 
+# A prometheus_client metric, or a family a custom collector yields (the edge's hot-path
+# counters): `Counter("name"`, `CounterMetricFamily(\n    "name"`.
 _METRIC_DEFINITION = re.compile(
-    r"\b(Counter|Gauge|Histogram|Summary)\(\s*[\"']([a-zA-Z_:][a-zA-Z0-9_:]*)[\"']")
+    r"\b(Counter|Gauge|Histogram|Summary)(?:MetricFamily)?\(\s*[\"']([a-zA-Z_:][a-zA-Z0-9_:]*)[\"']")
 
 
 def design_md() -> Path | None:
