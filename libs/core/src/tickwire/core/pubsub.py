@@ -147,8 +147,8 @@ class SubscriberConnection(asyncio.Protocol):
                     del self._confirmations[reply[1]]
                 if not waiter.done():
                     waiter.set_result(None)
-        elif type(reply) is list and reply[0] in (b"unsubscribe", b"pmessage", b"psubscribe"):
-            pass
+        elif type(reply) is list and reply[0] == b"unsubscribe":
+            pass  # nothing waits for it
         elif self._replies:  # +OK to AUTH, ["pong", ""] to PING, or an error
             waiter = self._replies.popleft()
             if waiter.done():

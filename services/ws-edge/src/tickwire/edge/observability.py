@@ -148,13 +148,17 @@ def observe_first_writes(entries: Iterable[tuple]) -> None:
     """After a write of (frames, tick, snapshot) entries: the first write of each live tick
     on this edge observes its end-to-end latency."""
     for frames, tick, snapshot in entries:
-        if frames is None or snapshot or frames.written:
-            continue
-        frames.written = True
-        seconds = max(0.0, (time.time_ns() - tick.published_at) / 1e9)
-        HOT.observe_latency(seconds)
-        if seconds > LATENCY_WARNINGS.threshold:
-            LATENCY_WARNINGS.slow(tick, seconds)
+        if frames is not None and not snapshot and not frames.written:
+            observe_first_write(frames, tick)
+
+
+def observe_first_write(frames, tick: Tick) -> None:
+    """The first write of a live tick on this edge (the caller checked `frames.written`)."""
+    frames.written = True
+    seconds = max(0.0, (time.time_ns() - tick.published_at) / 1e9)
+    HOT.observe_latency(seconds)
+    if seconds > LATENCY_WARNINGS.threshold:
+        LATENCY_WARNINGS.slow(tick, seconds)
 
 
 def fan_out_span(tick: Tick, channel: str) -> AbstractContextManager[trace.Span]:

@@ -35,7 +35,7 @@ from tickwire.core.codecs import encode_msgpack
 from tickwire.core.models import Tick, batch_update_message, price_update_message
 from tickwire.edge.frames import TickFrames
 from tickwire.edge.limits import Throttle, TokenBucket
-from tickwire.edge.observability import HOT, observe_first_writes
+from tickwire.edge.observability import HOT, observe_first_write, observe_first_writes
 from tickwire.edge.sinks import Sink
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ class Session:
                 direct.append(frame)
             HOT.sent["price_update"] += 1
             if not frames.written:
-                observe_first_writes(((frames, tick, False),))
+                observe_first_write(frames, tick)
             return True
         entry = (frames, tick, snapshot)
         queued = self._pending.get(symbol)
