@@ -32,11 +32,19 @@ class EdgeSettings(ServiceSettings):
                                          description="a REST read keeps a symbol active this long")
     freshness_seconds: float = Field(10.0, gt=0, description="an older quote is served as stale")
 
+    unsubscribe_delay_seconds: float = Field(1.0, ge=0, description="a symbol's last subscriber "
+                                             "leaving unsubscribes it upstream this much later, "
+                                             "unless it is subscribed again meanwhile")
+
     # Limits
     max_frame_bytes: int = Field(65536, ge=256)
     max_symbols: int = Field(500, ge=1, description="per connection, unless a JWT tier says more")
     messages_per_second: float = Field(50.0, gt=0)
     message_burst: float = Field(100.0, ge=1)
+    symbol_changes_per_second: float = Field(100.0, gt=0, description="symbols a connection "
+                                             "may add by subscribing, per second")
+    symbol_change_burst: float = Field(1000.0, ge=1, description="and at once (never less than "
+                                       "twice the connection's symbol limit)")
     rate_limit_close_seconds: float = Field(5.0, gt=0, description="over the message rate this "
                                                                    "long: closed with 1008")
     max_connections_per_ip: int = Field(1000, ge=1)
