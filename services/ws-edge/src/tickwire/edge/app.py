@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import os
@@ -12,8 +11,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from tickwire.core.eventlog import ensure_topics, event_producer, tickwire_topics
-from tickwire.core.service import add_probes
+from tickwire.core.eventlog import ensure_tickwire_topics, event_producer
+from tickwire.core.service import add_probes, stop_tasks
 from tickwire.core.tickbus import RedisTickBus, redis_client
 from tickwire.edge.announcements import Announcements
 from tickwire.edge.node import EdgeNode
@@ -36,10 +35,7 @@ QUOTES = web.AppKey("quotes", QuoteRoutes)
 
 async def _node(app: web.Application):
     settings = app[SETTINGS]
-    await ensure_topics(settings.kafka_bootstrap_servers,
-                        tickwire_topics(settings.subscriptions_partitions,
-                                        settings.active_symbols_partitions),
-                        settings.kafka_replication_factor)
+    await ensure_tickwire_topics(settings)
     redis = redis_client(settings.redis_url)
     producer = event_producer(settings.kafka_bootstrap_servers, f"edge-{settings.edge_id}")
     await producer.start()
@@ -68,11 +64,7 @@ async def _node(app: web.Application):
     # 1. stop the listener, heartbeats and sweeps;
     # 2. tell the registry this edge is gone (it drops our symbols at once);
     # 3. close Kafka and Redis.
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+    await stop_tasks(tasks)
     await announcements.edge_down()
     await producer.stop()
     await redis.aclose()

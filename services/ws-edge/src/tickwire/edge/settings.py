@@ -1,12 +1,9 @@
 import ipaddress
-import os
-import socket
-import uuid
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from tickwire.core.settings import ServiceSettings
+from tickwire.core.settings import ServiceSettings, generated_id
 
 
 class EdgeSettings(ServiceSettings):
@@ -91,7 +88,7 @@ class EdgeSettings(ServiceSettings):
     @model_validator(mode="after")
     def _default_edge_id(self):
         if not self.edge_id:
-            self.edge_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+            self.edge_id = generated_id()
         return self
 
     def origins(self) -> frozenset[str]:
