@@ -23,7 +23,7 @@ from tickwire.core import names
 from tickwire.core.eventlog import event_producer
 from tickwire.core.events import ActiveSymbolEvent, SubscriptionEvent, SubscriptionEventType
 
-from integration.wsclient import WsClient, eventually, get_json, subscribed
+from integration.wsclient import eventually, get_json, subscribed
 
 SUBSCRIBE = SubscriptionEventType.SUBSCRIBE
 UNSUBSCRIBE = SubscriptionEventType.UNSUBSCRIBE

@@ -7,7 +7,6 @@ marked down (so /readyz says 503); shutdown cancels it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
