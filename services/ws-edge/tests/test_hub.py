@@ -224,3 +224,23 @@ async def test_a_drain_closes_sessions_concurrently_within_its_window():
     drain.cancel()
     for session in sessions:
         await session.stop()
+
+
+async def test_a_polled_symbol_is_held_for_the_interest_window_then_released(bus, heard):
+    from tickwire.edge.rest import PollInterest
+
+    now = [100.0]
+    hub = hub_on(bus, heard)
+    polls = PollInterest(hub, ttl=90.0, max_symbols=2, clock=lambda: now[0])
+    await polls.touch(["P1", "P2", "P3"])  # past max_symbols: P3 is served, not held
+    assert sorted(hub.symbols()) == ["P1", "P2"]
+    now[0] += 60
+    await polls.touch(["P1"])  # read again: its window starts afresh
+    now[0] += 31
+    polls.expire()
+    await until(lambda: hub.symbols() == ["P1"])
+    now[0] += 60
+    polls.expire()
+    await until(lambda: hub.symbols() == [])
+    assert heard.events == [("subscribe", "P1"), ("subscribe", "P2"),
+                            ("unsubscribe", "P2"), ("unsubscribe", "P1")]
