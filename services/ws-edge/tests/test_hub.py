@@ -244,3 +244,15 @@ async def test_a_polled_symbol_is_held_for_the_interest_window_then_released(bus
     await until(lambda: hub.symbols() == [])
     assert heard.events == [("subscribe", "P1"), ("subscribe", "P2"),
                             ("unsubscribe", "P2"), ("unsubscribe", "P1")]
+
+
+async def test_a_subscribe_that_fails_unexpectedly_releases_its_waiters(bus, heard):
+    hub = hub_on(bus, heard)
+
+    async def broken(channels) -> None:
+        raise RuntimeError("a bug in the bus")
+
+    bus.subscribe = broken
+    assert await asyncio.wait_for(hub.subscribe(Session("a", RecordingSink()), ["BUG"]), 5) \
+        == ["BUG"]
+    assert hub.symbols() == [] and heard.events == []

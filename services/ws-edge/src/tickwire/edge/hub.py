@@ -171,25 +171,28 @@ class Hub:
 
     async def _subscribe_upstream(self, symbols: list[str]) -> None:
         confirmed = False
-        with upstream_span("subscribe", symbols) as span:
-            try:
-                await self._bus.subscribe([names.tick_channel(s) for s in symbols])
-            except (RedisError, OSError) as exc:
-                log.warning("redis subscribe failed", extra={"symbols": symbols[:10],
-                                                             "error": repr(exc)})
-                span.record_exception(exc)
-            else:
-                confirmed = True
-                for symbol in symbols:
-                    self._watchers[symbol] = set()
-                    # Released unless someone joins: a waiter may have gone meanwhile.
-                    self._release_later(symbol)
-                self._announcements.subscribed(symbols)
-                log.info("symbols subscribed upstream",
-                         extra={"symbols": symbols[:20], "count": len(symbols)})
-        for symbol in symbols:
-            self._subscribing.pop(symbol).set_result(confirmed)
-        SYMBOLS.set(len(self._watchers))
+        try:
+            with upstream_span("subscribe", symbols) as span:
+                try:
+                    await self._bus.subscribe([names.tick_channel(s) for s in symbols])
+                except (RedisError, OSError) as exc:
+                    log.warning("redis subscribe failed", extra={"symbols": symbols[:10],
+                                                                 "error": repr(exc)})
+                    span.record_exception(exc)
+                else:
+                    confirmed = True
+                    for symbol in symbols:
+                        self._watchers[symbol] = set()
+                        # Released unless someone joins: a waiter may have gone meanwhile.
+                        self._release_later(symbol)
+                    self._announcements.subscribed(symbols)
+                    log.info("symbols subscribed upstream",
+                             extra={"symbols": symbols[:20], "count": len(symbols)})
+        finally:
+            # Whatever happened (even a bug, or shutdown), nobody waits forever.
+            for symbol in symbols:
+                self._subscribing.pop(symbol).set_result(confirmed)
+            SYMBOLS.set(len(self._watchers))
 
     def _release_later(self, symbol: str) -> None:
         if symbol in self._polled or symbol in self._releases:
