@@ -25,7 +25,7 @@ from tickwire.localstack.process import port_open
 
 from integration.stack import Stack
 from integration.threaded import ThreadedApp
-from integration.wsclient import WsClient
+from integration.wsclient import WsClient, subscribed  # noqa: F401 (re-exported for the fault tests)
 
 # -- servers of a test's own --------------------------------------------------------------
 
@@ -135,15 +135,6 @@ async def metric(url: str, name: str, labels: str = "") -> float:
 
 
 # -- clients ------------------------------------------------------------------------------
-
-
-async def subscribed(url: str, symbols: list[str], **kwargs) -> WsClient:
-    """A WsClient past its `connected` message and the ack of `symbols`."""
-    client = await WsClient.connect(url, **kwargs)
-    await client.next()
-    await client.send({"action": "subscribe", "symbols": symbols})
-    await client.until(lambda m: m["type"] == "subscribed")
-    return client
 
 
 def updates_in(message: dict) -> list[dict]:

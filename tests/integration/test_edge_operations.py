@@ -3,36 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
 import time
 
 import aiohttp
 import msgpack
 
+from integration.faults import metric
 from integration.rawws import RawWebSocket
-from integration.wsclient import WsClient, eventually, get_json
-
-
-async def subscribed_client(url: str, symbols: list[str], **kwargs) -> WsClient:
-    client = await WsClient.connect(url, **kwargs)
-    await client.next()
-    await client.send({"action": "subscribe", "symbols": symbols})
-    await client.until(lambda m: m["type"] == "subscribed")
-    return client
-
-
-async def metric(url: str, name: str, labels: str = "") -> float:
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{url}/metrics") as response:
-            text = await response.text()
-    pattern = re.compile(rf"^{re.escape(name)}{re.escape(labels)}\s+([0-9.e+]+)$", re.M)
-    return sum(float(v) for v in pattern.findall(text))
+from integration.wsclient import WsClient, eventually, get_json, subscribed
 
 
 async def test_two_edges_deliver_the_same_seqs(stack, injector):
     a, b = stack.edge("edge-o1a"), stack.edge("edge-o1b")
-    clients = [await subscribed_client(a.ws_url, ["TWIN"]), await subscribed_client(b.ws_url, ["TWIN"])]
+    clients = [await subscribed(a.ws_url, ["TWIN"]), await subscribed(b.ws_url, ["TWIN"])]
     try:
         await eventually(lambda: _channel_subscribers(injector, "TWIN", 2))
         for seq in range(1, 21):
@@ -56,7 +40,7 @@ async def test_a_client_that_stops_reading_is_conflated_then_shed_while_others_g
     symbols = [f"SL{n}" for n in range(10)]
     slow = RawWebSocket(edge.port, receive_buffer=4096)
     slow.send_json({"action": "subscribe", "symbols": symbols})
-    fast = await subscribed_client(edge.ws_url, symbols)
+    fast = await subscribed(edge.ws_url, symbols)
     try:
         await eventually(lambda: _channel_subscribers(injector, "SL9", 1))
         # The fast client reads all along, as a client that keeps up does.
@@ -104,19 +88,23 @@ async def _read_seqs(client: WsClient, symbol: str) -> list[int]:
 
 async def test_pause_holds_ticks_and_resume_delivers_the_newest(stack, injector):
     edge = stack.edge("edge-o3")
-    client = await subscribed_client(edge.ws_url, ["PAUSE"])
+    client = await subscribed(edge.ws_url, ["PAUSE"])
     try:
         await eventually(lambda: _channel_subscribers(injector, "PAUSE", 1))
+        # Redis hands the edge what is published in publish order: the pause lands first.
         await injector.redis.publish("market-data:control",
                                      msgpack.packb({"type": "pause", "edge": "edge-o3"}))
-        await asyncio.sleep(0.3)
+        received = await metric(edge.url, "tickwire_edge_ticks_received_total")
         for seq in range(1, 6):
             await injector.publish("PAUSE", seq)
-        await asyncio.sleep(0.5)
-        assert not [m for m in client.received if m.get("type") == "price_update"]
         # A control message for another edge changes nothing here.
         await injector.redis.publish("market-data:control", b'{"type":"resume","edge":"other"}')
-        await asyncio.sleep(0.3)
+        await eventually(lambda: _ticks_received(edge.url, received + 5))
+        # The edge holds the five ticks. Unpaused, it would have queued them at once,
+        # before the pong asked for now: read everything up to the pong.
+        await client.send({"action": "ping", "timestamp": "during the pause"})
+        await client.until(lambda m: m["type"] == "pong")
+        assert not [m for m in client.received if m.get("type") in ("price_update", "batch_update")]
         await injector.redis.publish("market-data:control", b'{"type":"resume","edge":"*"}')
         [update] = await client.updates("PAUSE", 1)
         assert update["seq"] == 5
@@ -127,8 +115,12 @@ async def test_pause_holds_ticks_and_resume_delivers_the_newest(stack, injector)
         await client.close()
 
 
+async def _ticks_received(url: str, count: float) -> bool:
+    return await metric(url, "tickwire_edge_ticks_received_total") >= count
+
+
 async def _drained_clients(url: str, count: int) -> list[WsClient]:
-    return [await subscribed_client(url, ["DRAIN"]) for _ in range(count)]
+    return [await subscribed(url, ["DRAIN"]) for _ in range(count)]
 
 
 async def _reconnect_and_close(client: WsClient) -> tuple[dict, int, float]:
@@ -144,13 +136,15 @@ async def test_drain_message_spreads_reconnects_and_exits(stack, injector):
     clients = await _drained_clients(edge.ws_url, 12)
     try:
         started = time.monotonic()
+        # Read all along, as live clients do: a close frame is answered as it arrives.
+        reading = asyncio.gather(*(_reconnect_and_close(c) for c in clients))
         await injector.redis.publish("market-data:control",
                                      msgpack.packb({"type": "drain", "edge": "edge-o4"}))
         status, body, _ = await eventually(lambda: _not_ready(edge.url), timeout=10)
         assert body["reason"] == "draining"
         with_refusal = await _refused_status(edge.ws_url)
         assert with_refusal == 503
-        outcomes = await asyncio.gather(*(_reconnect_and_close(c) for c in clients))
+        outcomes = await reading
         notices = [n for n, _, _ in outcomes]
         assert all(n["reason"] == "draining" for n in notices)
         assert len({n["retryAfterMs"] for n in notices}) > len(clients) // 2
@@ -206,8 +200,8 @@ async def _registry_lacks(url: str, symbol: str) -> bool:
 async def test_data_stale_reaches_subscribers_once_and_new_subscribers_until_recovered(
         stack, injector):
     edge = stack.edge("edge-o6")
-    watcher = await subscribed_client(edge.ws_url, ["STL1", "STL2", "OK1"])
-    other = await subscribed_client(edge.ws_url, ["OK1"])
+    watcher = await subscribed(edge.ws_url, ["STL1", "STL2", "OK1"])
+    other = await subscribed(edge.ws_url, ["OK1"])
     try:
         await eventually(lambda: _channel_subscribers(injector, "STL1", 1))
         stale = {"type": "stale", "symbols": ["STL1", "STL2", "NOBODY"], "reason": "all down",
@@ -217,7 +211,7 @@ async def test_data_stale_reaches_subscribers_once_and_new_subscribers_until_rec
         await injector.redis.publish("market-data:status", msgpack.packb(stale))
         error = await watcher.until(lambda m: m["type"] == "error")
         assert error["code"] == "DATA_STALE" and sorted(error["symbols"]) == ["STL1", "STL2"]
-        late = await subscribed_client(edge.ws_url, ["STL2"])
+        late = await subscribed(edge.ws_url, ["STL2"])
         error = await late.until(lambda m: m["type"] == "error")
         assert error["code"] == "DATA_STALE" and error["symbols"] == ["STL2"]
         await late.close()
@@ -226,8 +220,11 @@ async def test_data_stale_reaches_subscribers_once_and_new_subscribers_until_rec
         await injector.redis.publish("market-data:status", msgpack.packb(
             {"type": "recovered", "symbols": ["STL1", "STL2"], "reason": "", "ts": 2}))
         await injector.redis.publish("market-data:status", b"junk")  # ignored, logged
-        await asyncio.sleep(0.3)
-        after = await subscribed_client(edge.ws_url, ["STL2"])
+        # Published after both: once the edge has this tick, it has read them.
+        received = await metric(edge.url, "tickwire_edge_ticks_received_total")
+        await injector.publish("OK1", 1)
+        await eventually(lambda: _ticks_received(edge.url, received + 1))
+        after = await subscribed(edge.ws_url, ["STL2"])
         await after.send({"action": "ping", "timestamp": "p"})
         await after.until(lambda m: m["type"] == "pong")
         assert not [m for m in after.received if m["type"] == "error"]

@@ -23,7 +23,7 @@ from tickwire.core import names
 from tickwire.core.eventlog import event_producer
 from tickwire.core.events import ActiveSymbolEvent, SubscriptionEvent, SubscriptionEventType
 
-from integration.wsclient import WsClient, eventually, get_json
+from integration.wsclient import eventually, get_json, subscribed
 
 SUBSCRIBE = SubscriptionEventType.SUBSCRIBE
 UNSUBSCRIBE = SubscriptionEventType.UNSUBSCRIBE
@@ -327,14 +327,6 @@ async def heard_from_after(registry_url: str, edge: str, moment_ms: int) -> bool
     now = int(time.time() * 1000)
     entry = (await edges(registry_url)).get(edge)
     return entry is not None and now - entry["leaseAgeMs"] > moment_ms
-
-
-async def subscribed(url: str, symbols: list[str]) -> WsClient:
-    client = await WsClient.connect(url)
-    assert (await client.next())["type"] == "connected"
-    await client.send({"action": "subscribe", "symbols": symbols})
-    await client.until(lambda m: m["type"] == "subscribed")
-    return client
 
 
 # ---- tests -----------------------------------------------------------------------------

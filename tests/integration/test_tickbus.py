@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 
 import pytest
@@ -140,12 +141,36 @@ async def test_authenticates_with_username_and_password(redis_url):
         await admin.aclose()
 
 
+class Retries(logging.Handler):
+    """Counts the bus's reconnect attempts, as it logs them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+        self._changed = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "reconnecting" in record.getMessage():
+            self.count += 1
+            self._changed.set()
+
+    async def reached(self, count: int) -> None:
+        while self.count < count:
+            self._changed.clear()
+            await self._changed.wait()
+
+
 async def test_a_refused_password_is_retried_not_fatal(redis_url):
     host_port = redis_url.split("://", 1)[1]
     redis = aioredis.Redis.from_url(f"redis://nobody:wrong@{host_port}")
     bus = RedisTickBus(redis, on_message=Received())
+    retries = Retries()
+    logging.getLogger("tickwire.core.tickbus").addHandler(retries)
     task = asyncio.create_task(bus.run())
-    await asyncio.sleep(0.5)
+    try:
+        await asyncio.wait_for(retries.reached(2), 10)
+    finally:
+        logging.getLogger("tickwire.core.tickbus").removeHandler(retries)
     assert not task.done() and not bus.connected.is_set()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -76,6 +76,19 @@ class WsClient:
         await self.session.close()
 
 
+async def subscribed(url: str, symbols: list[str], **kwargs) -> WsClient:
+    """A WsClient past its `connected` message and the ack of `symbols`."""
+    client = await WsClient.connect(url, **kwargs)
+    try:
+        assert (await client.next())["type"] == "connected"
+        await client.send({"action": "subscribe", "symbols": symbols})
+        await client.until(lambda m: m["type"] == "subscribed")
+    except BaseException:
+        await client.close()
+        raise
+    return client
+
+
 async def eventually(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.2):
     """Poll an async `check` until it returns a truthy value; raise after `timeout`."""
     deadline = time.monotonic() + timeout

@@ -9,56 +9,21 @@ from tickwire.core.models import Tick
 from tickwire.edge.frames import TickFrames
 from tickwire.edge.session import Session
 
-
-class RecordingSink:
-    binary = False
-    batching = True
-    answers_pings = True
-    direct = False
-
-    def __init__(self):
-        self.frames: list[dict] = []
-        self.gate = asyncio.Event()
-        self.gate.set()
-        self.closed = False
-
-    async def write(self, frame: bytes) -> None:
-        await self.gate.wait()
-        self.frames.append(orjson.loads(frame))
-
-    async def ping(self) -> None:
-        self.frames.append({"type": "<ping>"})
-
-    async def close(self, code, reason) -> None:
-        self.closed = True
-
-    def lost(self) -> None:
-        self.closed = True
+from edge_fakes import RecordingSink, settle, updates
 
 
 def tick(symbol: str, seq: int, epoch: str = "e") -> Tick:
     return Tick(symbol, {"symbol": symbol, "price": float(seq)}, seq, epoch, 0)
 
 
-def updates(frames: list[dict]) -> list[tuple[str, int]]:
-    found = []
-    for frame in frames:
-        if frame["type"] == "price_update":
-            found.append((frame["symbol"], frame["seq"]))
-        elif frame["type"] == "batch_update":
-            found += [(u["symbol"], u["seq"]) for u in frame["updates"]]
-    return found
-
-
-async def settle():
-    for _ in range(5):
-        await asyncio.sleep(0)
+def offer(session: Session, update: Tick, snapshot: bool = False) -> bool:
+    return session.offer(update, TickFrames(update, snapshot=snapshot))
 
 
 def watching(session: Session, *symbols: str) -> Session:
     """As the hub does on a subscribe."""
     for symbol in symbols or ("A", "B"):
-        session.symbols.add(symbol)
+        session.watch(symbol)
     return session
 
 
@@ -78,7 +43,7 @@ async def test_control_messages_go_before_updates_offered_after_them(session):
 
 async def test_a_burst_is_delivered_in_full_while_the_writer_keeps_up(session):
     for seq in range(1, 6):
-        session.offer(tick("A", seq))
+        offer(session, tick("A", seq))
     await settle()
     assert updates(session.sink.frames) == [("A", s) for s in range(1, 6)]
     assert session.sink.frames[0]["type"] == "batch_update"
@@ -86,12 +51,12 @@ async def test_a_burst_is_delivered_in_full_while_the_writer_keeps_up(session):
 
 async def test_a_blocked_client_is_conflated_to_the_newest_per_symbol(session):
     session.sink.gate.clear()  # the peer stops reading
-    session.offer(tick("A", 1))
+    offer(session, tick("A", 1))
     await settle()  # the writer is now waiting on the peer
     assert session.blocked_since is not None
     for seq in range(2, 50):
-        session.offer(tick("A", seq))
-        session.offer(tick("B", seq))
+        offer(session, tick("A", seq))
+        offer(session, tick("B", seq))
     assert session.pending_updates == 2
     session.sink.gate.set()
     await settle()
@@ -101,35 +66,34 @@ async def test_a_blocked_client_is_conflated_to_the_newest_per_symbol(session):
 async def test_the_queue_limit_bounds_memory_even_when_the_writer_is_free():
     session = watching(Session("c2", RecordingSink(), queue_limit=4))
     for seq in range(1, 20):
-        session.offer(tick("A", seq))
+        offer(session, tick("A", seq))
     assert session.pending_updates <= 4
     await session.stop()
 
 
 async def test_duplicates_and_old_seqs_are_dropped_new_epochs_followed(session):
-    assert session.offer(tick("A", 5))
-    assert not session.offer(tick("A", 5))
-    assert not session.offer(tick("A", 4))
-    assert session.offer(tick("A", 1, epoch="f"))
+    assert offer(session, tick("A", 5))
+    assert not offer(session, tick("A", 5))
+    assert not offer(session, tick("A", 4))
+    assert offer(session, tick("A", 1, epoch="f"))
     await settle()
     assert updates(session.sink.frames) == [("A", 5), ("A", 1)]
 
 
 async def test_snapshot_flag_and_forget(session):
-    session.offer(tick("A", 3), snapshot=True)
+    offer(session, tick("A", 3), snapshot=True)
     await settle()
     assert session.sink.frames[-1]["snapshot"] is True
-    session.symbols.discard("A")  # an unsubscribe, as the hub does it
-    session.forget("A")
-    assert not session.offer(tick("A", 4))  # not watched: not sent
-    session.symbols.add("A")
-    assert session.offer(tick("A", 3))  # after an unsubscribe the symbol starts afresh
+    session.unwatch("A")  # an unsubscribe, as the hub does it
+    assert not offer(session, tick("A", 4))  # not watched: not sent
+    session.watch("A")
+    assert offer(session, tick("A", 3))  # after an unsubscribe the symbol starts afresh
 
 
 async def test_a_resubscribe_keeps_what_the_client_was_sent(session):
-    session.offer(tick("A", 3))
-    session.symbols.add("A")
-    assert not session.offer(tick("A", 3))
+    offer(session, tick("A", 3))
+    session.watch("A")
+    assert not offer(session, tick("A", 3))
 
 
 def writers() -> list[asyncio.Task]:
@@ -139,11 +103,11 @@ def writers() -> list[asyncio.Task]:
 async def test_an_idle_session_holds_no_writer_task(session):
     assert writers() == []
     session.send({"type": "subscribed", "symbols": ["A"]})
-    session.offer(tick("A", 1))
+    offer(session, tick("A", 1))
     assert len(writers()) == 1
     await settle()
     assert writers() == []  # ended with the queue
-    session.queue_ping()  # the next message starts another
+    session.queue_ping(0.0)  # the next message starts another
     await settle()
     assert [f["type"] for f in session.sink.frames] == ["subscribed", "price_update", "<ping>"]
     assert writers() == []
@@ -157,25 +121,27 @@ async def test_a_failed_write_ends_writing_to_that_client(session):
     session.send({"type": "subscribed", "symbols": ["A"]})
     await settle()
     assert session.sink.closed  # told the sink
-    session.offer(tick("A", 1))
+    offer(session, tick("A", 1))
     await settle()
     assert session.sink.frames == [] and session.pending_updates == 1  # nothing retried
 
 
 async def test_max_hz_sends_the_newest_value_at_most_that_often(session):
     session.set_max_hz(["A"], 10.0)
-    session.offer(tick("A", 1))
+    offer(session, tick("A", 1))
     await settle()
     for seq in range(2, 6):
-        session.offer(tick("A", seq))
+        offer(session, tick("A", seq))
     await settle()
     assert updates(session.sink.frames) == [("A", 1)]  # held back until due
-    await asyncio.sleep(0.15)
+    async with asyncio.timeout(10):
+        while len(updates(session.sink.frames)) < 2:
+            await asyncio.sleep(0.01)
     assert updates(session.sink.frames) == [("A", 1), ("A", 5)]
 
 
 async def test_pings_are_written_by_the_writer(session):
-    session.queue_ping()
+    session.queue_ping(0.0)
     await settle()
     assert session.sink.frames == [{"type": "<ping>"}]
 
@@ -236,3 +202,53 @@ def test_prebuilt_frames_follow_rfc6455():
     assert websocket_frame(b"hi", binary=False) == b"\x81\x02hi"
     assert websocket_frame(b"x" * 200, binary=True)[:4] == b"\x82\x7e\x00\xc8"
     assert websocket_frame(b"x" * 70000, binary=False)[:2] == b"\x81\x7f"
+
+
+async def test_a_full_control_queue_closes_the_client_instead_of_dropping_a_message():
+    overflowed = []
+    session = watching(Session("c5", RecordingSink(), control_limit=3,
+                               on_overflow=overflowed.append))
+    session.sink.gate.clear()  # the peer stops reading
+    for n in range(4):
+        session.send({"type": "pong", "timestamp": str(n)})
+    await settle()
+    session.send({"type": "pong", "timestamp": "over"})
+    assert overflowed == [session] and session.closed
+    session.send({"type": "pong", "timestamp": "after"})  # nothing more is queued
+    assert overflowed == [session]
+    await session.stop()
+
+
+async def test_flush_returns_when_the_writer_has_written_what_was_queued(session):
+    session.sink.gate.clear()
+    session.send({"type": "reconnect"})
+    flushing = asyncio.create_task(session.flush(timeout=30))
+    await settle()
+    assert not flushing.done()  # waiting on the writer, not on a timer
+    session.sink.gate.set()
+    await asyncio.wait_for(flushing, 10)
+    assert [f["type"] for f in session.sink.frames] == ["reconnect"]
+
+
+async def test_batch_frames_are_joined_from_the_encoded_entries():
+    import msgpack
+
+    from tickwire.core.models import batch_update_message
+    from tickwire.edge.frames import batch_json, batch_msgpack
+
+    ticks = [tick(f"S{n}", n) for n in range(20)]
+    frames = [TickFrames(t, snapshot=(n == 3)) for n, t in enumerate(ticks)]
+    expected = batch_update_message(ticks)
+    expected["updates"][3]["snapshot"] = True
+    for built in (orjson.loads(batch_json(frames)), msgpack.unpackb(batch_msgpack(frames))):
+        assert built["type"] == "batch_update" and built["updates"] == expected["updates"]
+        assert isinstance(built["timestamp"], str)
+    assert len(msgpack.unpackb(batch_msgpack(frames[:5]))["updates"]) == 5
+
+
+def test_a_symbol_change_budget_counts_symbols_not_messages():
+    session = Session("c6", RecordingSink(), max_symbols=10, change_rate=1.0, change_burst=30.0)
+    assert session.take_changes(0.0, 30)
+    assert not session.take_changes(0.0, 1)
+    assert session.take_changes(2.0, 2)  # refilled at change_rate
+    assert session.take_changes(2.0, 0)

@@ -21,10 +21,6 @@ class DecodeError(ValueError):
     """A frame that is not valid JSON / msgpack."""
 
 
-def encode_json(message: Any) -> str:
-    return orjson.dumps(message).decode()
-
-
 def decode_json(frame: str | bytes) -> Any:
     try:
         return orjson.loads(frame)

@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from tickwire.core import names
+from tickwire.core.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,14 @@ def tickwire_topics(subscriptions_partitions: int, active_partitions: int) -> li
         TopicSpec(names.SUBSCRIPTIONS_TOPIC, subscriptions_partitions),
         TopicSpec(names.ACTIVE_SYMBOLS_TOPIC, active_partitions, compacted=True),
     ]
+
+
+async def ensure_tickwire_topics(settings: ServiceSettings) -> None:
+    """Every service's start: tickwire's topics as its settings describe them."""
+    await ensure_topics(settings.kafka_bootstrap_servers,
+                        tickwire_topics(settings.subscriptions_partitions,
+                                        settings.active_symbols_partitions),
+                        settings.kafka_replication_factor)
 
 
 async def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec],
@@ -105,5 +114,5 @@ async def kafka_reachable(bootstrap_servers: str) -> None:
         await admin.close()
 
 
-__all__ = ["KafkaError", "TopicSpec", "ensure_topics", "event_consumer", "event_producer",
-           "kafka_reachable", "tickwire_topics"]
+__all__ = ["KafkaError", "TopicSpec", "ensure_tickwire_topics", "ensure_topics",
+           "event_consumer", "event_producer", "kafka_reachable", "tickwire_topics"]

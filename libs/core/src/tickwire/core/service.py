@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import prometheus_client
 import uvloop
@@ -85,6 +86,17 @@ def add_probes(app: web.Application, readiness: Readiness,
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+
+
+async def stop_tasks(tasks: Iterable[asyncio.Task]) -> None:
+    """Cancel every task, then wait for each to end: a service's background loops at
+    shutdown. What a task raises on its way out is not the shutdown's concern."""
+    tasks = list(tasks)
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:

@@ -6,7 +6,10 @@ one line naming the variable (`load_settings`).
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
+import uuid
 from typing import Literal, TypeVar
 from urllib.parse import urlparse
 
@@ -14,6 +17,11 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 S = TypeVar("S", bound="ServiceSettings")
+
+
+def generated_id() -> str:
+    """A replica's or edge's id when none is set: unique per process, readable in logs."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 def shared(env_name: str, default, **kwargs):

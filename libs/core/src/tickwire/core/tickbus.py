@@ -29,6 +29,14 @@ HEALTH_CHECK_SECONDS = 15.0
 
 
 class TickBus(Protocol):
+    """The port the edge is written against: the Redis bus in service, an in-memory one
+    in unit tests. Messages of a channel with its own handler (`on`) go to that handler,
+    every other subscribed channel's to the tick handler (`on_ticks`)."""
+
+    connected: asyncio.Event
+
+    def on(self, channel: str, handler: MessageHandler) -> None: ...
+    def on_ticks(self, handler: MessageHandler) -> None: ...
     async def publish(self, tick: Tick) -> None: ...
     async def latest(self, symbols: list[str]) -> list[Tick | None]: ...
     async def subscribe(self, channels: Iterable[str]) -> None: ...
@@ -49,6 +57,7 @@ class RedisTickBus:
         self._redis = redis
         self._on_message = on_message
         self._standing = tuple(standing_channels)
+        self._handlers: dict[str, MessageHandler] = {}
         self._channels: set[str] = set()
         self._conn: SubscriberConnection | None = None
         self._lock = asyncio.Lock()
@@ -57,6 +66,22 @@ class RedisTickBus:
     @property
     def redis(self) -> aioredis.Redis:
         return self._redis
+
+    def on(self, channel: str, handler: MessageHandler) -> None:
+        """Hold `channel` for the bus's whole life and hand its messages to `handler`
+        (set before `run`)."""
+        self._handlers[channel] = handler
+        if channel not in self._standing:
+            self._standing = (*self._standing, channel)
+
+    def on_ticks(self, handler: MessageHandler) -> None:
+        """Where the messages of every channel without a handler of its own go."""
+        self._on_message = handler
+
+    def _dispatch(self, channel: str, payload: bytes) -> None:
+        handler = self._handlers.get(channel, self._on_message)
+        if handler is not None:
+            handler(channel, payload)
 
     # -- publishing ---------------------------------------------------------------
 
@@ -140,7 +165,7 @@ class RedisTickBus:
     async def _connect(self) -> None:
         pool = self._redis.connection_pool
         conn = await SubscriberConnection.open(pool.connection_kwargs, pool.connection_class,
-                                               self._on_message, COMMAND_TIMEOUT)
+                                               self._dispatch, COMMAND_TIMEOUT)
         try:
             async with self._lock:
                 # Standing channels (control, feed status) are always held.

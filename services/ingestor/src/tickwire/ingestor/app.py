@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import socket
-import uuid
 
 import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
 
 from tickwire.core import names
-from tickwire.core.eventlog import ensure_topics, event_consumer, tickwire_topics
-from tickwire.core.service import add_probes, error_response
+from tickwire.core.eventlog import ensure_tickwire_topics, event_consumer
+from tickwire.core.service import add_probes, error_response, stop_tasks
+from tickwire.core.settings import generated_id
 from tickwire.core.tickbus import RedisTickBus, redis_client
 from tickwire.ingestor.assignments import ActiveSymbols
 from tickwire.ingestor.breaker import CircuitBreaker
@@ -50,11 +47,8 @@ def build_runners(settings: IngestorSettings, redis: aioredis.Redis) -> list[Pro
 
 async def _background(app: web.Application):
     settings = app[SETTINGS]
-    rid = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    await ensure_topics(settings.kafka_bootstrap_servers,
-                        tickwire_topics(settings.subscriptions_partitions,
-                                        settings.active_symbols_partitions),
-                        settings.kafka_replication_factor)
+    rid = settings.replica_id or generated_id()
+    await ensure_tickwire_topics(settings)
     redis = redis_client(settings.redis_url)
     active = app[ACTIVE]
     consumer = event_consumer(settings.kafka_bootstrap_servers, names.INGESTOR_GROUP,
@@ -72,11 +66,7 @@ async def _background(app: web.Application):
     yield
     # Shutdown: stop polling (rounds in flight are cancelled), leave the group (partitions
     # move to the other replicas), close provider sessions and Redis.
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+    await stop_tasks(tasks)
     await consumer.stop()
     for runner in runners:
         await runner.close()

@@ -54,10 +54,6 @@ class CircuitBreaker:
             return CircuitState.HALF_OPEN
         return self._state
 
-    def retry_at(self) -> float | None:
-        """When an open circuit lets its probe through (the breaker's clock), else None."""
-        return self._opened_at + self.reset_seconds if self._state is CircuitState.OPEN else None
-
     def acquire(self) -> Permit | None:
         """May a request go out now? None: no (open, or a probe is already in flight)."""
         if self._state is CircuitState.OPEN:

@@ -4,8 +4,8 @@
 - quotes: valid quotes it got;
 - failed: the provider failed for them (an error, junk, an open circuit); the caller tries
   the next provider and, if all fail, may flag the data stale;
-- skipped: not tried for lack of budget or because the provider said it is rate limited;
-  the next provider is tried, and the symbol stays due.
+- neither (skipped): not tried for lack of budget or because the provider said it is rate
+  limited; the next provider is tried, and the symbol stays due.
 
 Budget is spent in the given order, so the most deserving symbols get it. Each request,
 retries included, is paid from the shared bucket; a retry that cannot be paid is not made.
@@ -49,12 +49,10 @@ class RetryPolicy:
 class ProviderOutcome:
     quotes: dict[str, StockQuote] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)  # symbol → why
-    skipped: set[str] = field(default_factory=set)
 
     def merge(self, other: ProviderOutcome) -> None:
         self.quotes.update(other.quotes)
         self.failed.update(other.failed)
-        self.skipped |= other.skipped
 
 
 class _Unaffordable(Exception):
@@ -98,7 +96,6 @@ class ProviderRunner:
         """Raises RedisError/OSError when the shared budget cannot be read."""
         outcome = ProviderOutcome()
         if self._clock() < self._paused_until:
-            outcome.skipped.update(symbols)
             return outcome
         permit = self.breaker.acquire()
         if permit is None:
@@ -116,9 +113,7 @@ class ProviderRunner:
         self._show_budget()
         if granted == 0:
             self.breaker.release()
-            outcome.skipped.update(wanted)
             return outcome
-        outcome.skipped.update(wanted[granted:])
         chosen = wanted[:granted]
         size = self.provider.max_batch
         batches = [chosen[i:i + size] for i in range(0, len(chosen), size)]
@@ -147,7 +142,6 @@ class ProviderRunner:
         for symbol, error in result.failures.items():
             if error.rate_limited:
                 rate_limited = True
-                outcome.skipped.add(symbol)
                 continue
             outcome.failed[symbol] = f"{self.name}: {error}"
             if error.rejected:
@@ -219,7 +213,6 @@ class ProviderRunner:
                                     outcome: ProviderOutcome) -> None:
         if error.rate_limited:
             self.breaker.release()
-            outcome.skipped.update(batch)
             await self._rate_limited(error)
             return
         outcome.failed.update({s: f"{self.name}: {error}" for s in batch})

@@ -28,7 +28,8 @@ from tickwire.core import names
 from tickwire.core.telemetry import (FLOW, SUBSCRIPTION, TRACEPARENT, context_from_traceparent,
                                      kafka_attributes, kafka_headers)
 from tickwire.registry.metrics import ANNOUNCEMENTS, LEADER, OUTBOX
-from tickwire.registry.retry import KAFKA_ERRORS, REDIS_ERRORS, forever
+from tickwire.registry.errors import KAFKA_ERRORS, REDIS_ERRORS
+from tickwire.registry.retry import forever
 
 log = logging.getLogger(__name__)
 TRACER = trace.get_tracer("tickwire.registry")

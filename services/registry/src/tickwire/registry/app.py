@@ -9,7 +9,8 @@ from aiohttp import web
 from tickwire.core.models import normalise_symbol
 from tickwire.core.service import add_probes, error_response
 from tickwire.registry.health import Health
-from tickwire.registry.retry import REDIS_ERRORS, describe
+from tickwire.registry.errors import REDIS_ERRORS
+from tickwire.registry.retry import describe
 from tickwire.registry.runtime import Runtime
 from tickwire.registry.settings import RegistrySettings
 from tickwire.registry.state import RegistryState

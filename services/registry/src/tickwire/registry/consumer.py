@@ -32,7 +32,8 @@ from tickwire.registry import progress
 from tickwire.registry.health import Health
 from tickwire.registry.metrics import (ACTIVITY_CHANGES, APPLY_SECONDS, COMMIT_FAILURES,
                                        CONSUMER_LAG, EVENTS, INVALID_EVENTS, STALE_EVENTS)
-from tickwire.registry.retry import REDIS_ERRORS, describe, until_done
+from tickwire.registry.errors import REDIS_ERRORS
+from tickwire.registry.retry import describe, until_done
 from tickwire.registry.state import RegistryState
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from tickwire.registry import progress
 from tickwire.registry.health import Health
 from tickwire.registry.metrics import ACTIVE_SYMBOLS, ACTIVITY_CHANGES, EDGES, EDGES_EXPIRED, OUTBOX
-from tickwire.registry.retry import REDIS_ERRORS, describe
+from tickwire.registry.errors import REDIS_ERRORS
+from tickwire.registry.retry import describe
 from tickwire.registry.state import RegistryState
 
 log = logging.getLogger(__name__)

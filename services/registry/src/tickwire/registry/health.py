@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
 
 from tickwire.registry.metrics import DEPENDENCY_UP
-from tickwire.registry.retry import KAFKA_ERRORS, REDIS_ERRORS
+from tickwire.registry.errors import KAFKA_ERRORS, REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 

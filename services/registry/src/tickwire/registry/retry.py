@@ -7,15 +7,13 @@ marked down (so /readyz says 503); shutdown cancels it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from redis.exceptions import RedisError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
-from tickwire.core.eventlog import KafkaError
+from tickwire.registry.errors import KAFKA_ERRORS, REDIS_ERRORS
 from tickwire.registry.metrics import RETRIES
 
 if TYPE_CHECKING:
@@ -23,8 +21,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
-KAFKA_ERRORS = (KafkaError, OSError, asyncio.TimeoutError)
 
 # From 0.1 s up to 5 s between attempts, each a random fraction of that (full jitter),
 # so replicas waiting on the same outage do not retry in lockstep.

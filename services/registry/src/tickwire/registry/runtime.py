@@ -9,9 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
@@ -19,7 +16,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
 from tickwire.core import names
-from tickwire.core.eventlog import ensure_topics, event_consumer, event_producer, tickwire_topics
+from tickwire.core.eventlog import ensure_tickwire_topics, event_consumer, event_producer
+from tickwire.core.service import stop_tasks
+from tickwire.core.settings import generated_id
 from tickwire.registry import health as health_probe
 from tickwire.registry.announcer import Announcer
 from tickwire.registry.consumer import Membership, SubscriptionConsumer
@@ -45,7 +44,7 @@ def redis_client(url: str) -> aioredis.Redis:
 
 
 def replica_id(settings: RegistrySettings) -> str:
-    return settings.replica_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    return settings.replica_id or generated_id()
 
 
 class Runtime:
@@ -73,11 +72,7 @@ class Runtime:
 
     async def _connect_and_run(self) -> None:
         settings = self.settings
-        topics = tickwire_topics(settings.subscriptions_partitions,
-                                 settings.active_symbols_partitions)
-        await until_done("kafka", "create topics", self.health, ensure_topics,
-                         settings.kafka_bootstrap_servers, topics,
-                         settings.kafka_replication_factor)
+        await until_done("kafka", "create topics", self.health, ensure_tickwire_topics, settings)
         if self._producer is None:
             self._producer = await until_done("kafka", "start producer", self.health,
                                               self._started_producer)
@@ -125,11 +120,7 @@ class Runtime:
         self._changed.set()
         await _wait_briefly(self._announcing, FINAL_PUBLISH_SECONDS)
         # 4. Stop every other loop, then hand the leader lease over at once.
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop_tasks(self._tasks)
         if self._announcer is not None:
             await self._announcer.release()
         # 5. Leave the group (its partitions move to the other replicas now, not after the

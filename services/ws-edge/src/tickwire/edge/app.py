@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
+import os
+import signal
 from pathlib import Path
 
 from aiohttp import web
 
-from tickwire.core import names
-from tickwire.core.eventlog import ensure_topics, event_producer, tickwire_topics
-from tickwire.core.service import add_probes
+from tickwire.core.eventlog import ensure_tickwire_topics, event_producer
+from tickwire.core.service import add_probes, stop_tasks
 from tickwire.core.tickbus import RedisTickBus, redis_client
 from tickwire.edge.announcements import Announcements
-from tickwire.edge.connection import WebSocketEndpoint
 from tickwire.edge.node import EdgeNode
 from tickwire.edge.observability import LATENCY_WARNINGS, export_subscriptions
 from tickwire.edge.rest import QuoteRoutes
 from tickwire.edge.settings import EdgeSettings
-from tickwire.edge.stream import stream
+from tickwire.edge.sse import stream
+from tickwire.edge.websocket import WebSocketEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +35,13 @@ QUOTES = web.AppKey("quotes", QuoteRoutes)
 
 async def _node(app: web.Application):
     settings = app[SETTINGS]
-    await ensure_topics(settings.kafka_bootstrap_servers,
-                        tickwire_topics(settings.subscriptions_partitions,
-                                        settings.active_symbols_partitions),
-                        settings.kafka_replication_factor)
+    await ensure_tickwire_topics(settings)
     redis = redis_client(settings.redis_url)
     producer = event_producer(settings.kafka_bootstrap_servers, f"edge-{settings.edge_id}")
     await producer.start()
     announcements = Announcements(producer, settings.edge_id)
-    bus = RedisTickBus(redis, on_message=lambda channel, payload: node.on_bus_message(channel, payload),
-                       standing_channels=(names.CONTROL_CHANNEL, names.STATUS_CHANNEL))
-    node = app[NODE] = EdgeNode(settings, bus, announcements)
+    bus = RedisTickBus(redis, standing_channels=())
+    node = app[NODE] = EdgeNode(settings, bus, announcements, exit_process=_exit_process)
     app[WEBSOCKETS] = WebSocketEndpoint(node)
     app[QUOTES] = QuoteRoutes(node)
     tasks = [
@@ -57,7 +53,7 @@ async def _node(app: web.Application):
         asyncio.create_task(node.sweep_forever(), name="sweep"),
         asyncio.create_task(node.poll_interest.run(), name="poll-interest"),
     ]
-    await node.load_stale()  # after the listener started: no notice falls in between
+    await node.feeds.load(redis)  # after the listener started: no notice falls in between
     # Everything made so far (modules, settings, clients: ~86,000 objects) lives as long as
     # the process: take it out of the garbage collector's full passes, which otherwise
     # stop the event loop, and every tick in flight, for ~40 % longer at 2,000 sockets.
@@ -68,14 +64,16 @@ async def _node(app: web.Application):
     # 1. stop the listener, heartbeats and sweeps;
     # 2. tell the registry this edge is gone (it drops our symbols at once);
     # 3. close Kafka and Redis.
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+    await stop_tasks(tasks)
     await announcements.edge_down()
     await producer.stop()
     await redis.aclose()
+
+
+def _exit_process() -> None:
+    """After a drain asked for on the control channel: the rest of the shutdown is the
+    same as on SIGTERM (aiohttp's)."""
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 async def _drain(app: web.Application) -> None:

@@ -36,10 +36,6 @@ class Authenticator:
         if settings.jwt_public_key:
             self._keys.append((settings.jwt_public_key, "RS256"))
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self._keys)
-
     def authenticate(self, request: web.Request) -> Principal:
         if not self._keys:
             return Principal(None, self._default_limit)

@@ -1,17 +1,25 @@
 """Local fan-out: which sessions watch which symbol, and the upstream interest behind it.
 
-The first local subscriber of a symbol subscribes its Redis channel and announces the
-edge's interest to the registry; the last one to leave undoes both. If the Redis
-subscribe fails, nothing changes and the caller reports SUBSCRIPTION_FAILED.
-Changes of upstream interest are serialised by one lock, so a symbol's subscribe and
-unsubscribe can never overtake each other.
+Guarantees:
+- Membership: a session is in a symbol's watchers only once the symbol's Redis channel
+  is confirmed subscribed, so a tick published after `subscribe` returns reaches it.
+- Upstream interest per symbol, not behind one lock: a symbol's first local interest
+  (a session, or a REST poll through `hold`) subscribes its channel and announces it to
+  the registry; subscribes that meet a symbol already on its way wait for that one
+  round trip. Everything asked for while a SUBSCRIBE is in flight goes out together in
+  the next one.
+- If the Redis subscribe fails, nothing changes: the symbols are not held, nothing is
+  announced, and the caller reports SUBSCRIPTION_FAILED.
+- The last interest leaving does not unsubscribe at once: the channel and the registry
+  keep the symbol for `release_delay` seconds, and interest that comes back meanwhile
+  cancels the release. A page reload, or subscribe/unsubscribe churn, reaches Redis and
+  Kafka only as its net transition per symbol.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from prometheus_client import Gauge
 from redis.exceptions import RedisError
@@ -19,7 +27,7 @@ from redis.exceptions import RedisError
 from tickwire.core import names
 from tickwire.core.codecs import DecodeError, decode_tick
 from tickwire.core.models import Tick
-from tickwire.core.tickbus import RedisTickBus
+from tickwire.core.tickbus import TickBus
 from tickwire.edge.announcements import Announcements
 from tickwire.edge.frames import TickFrames
 from tickwire.edge.observability import HOT, fan_out_span, upstream_span
@@ -31,75 +39,185 @@ SYMBOLS = Gauge("tickwire_edge_symbols", "Symbols with at least one local subscr
 
 
 class Hub:
-    def __init__(self, bus: RedisTickBus, announcements: Announcements):
+    def __init__(self, bus: TickBus, announcements: Announcements, release_delay: float = 1.0):
         self._bus = bus
         self._announcements = announcements
-        self._subscribers: dict[str, set[Session]] = {}
-        self._lock = asyncio.Lock()
+        self._release_delay = release_delay
+        # symbol → its sessions, for every symbol subscribed upstream (a symbol waiting
+        # to be released has none)
+        self._watchers: dict[str, set[Session]] = {}
+        self._polled: set[str] = set()  # held upstream for REST readers
+        self._subscribing: dict[str, asyncio.Future[bool]] = {}  # asked of Redis, unconfirmed
+        self._queued: list[str] = []  # for the next SUBSCRIBE
+        self._released: list[str] = []  # for the next UNSUBSCRIBE
+        self._upstream: asyncio.Task | None = None
+        self._releases: dict[str, asyncio.TimerHandle] = {}
         self._held: dict[str, tuple[Tick, TickFrames]] | None = None  # while paused
 
     def symbols(self) -> list[str]:
-        return list(self._subscribers)
+        """The symbols this edge holds upstream (what its heartbeat announces)."""
+        return list(self._watchers)
+
+    def watchers(self, symbol: str) -> set[Session]:
+        return self._watchers.get(symbol, set())
+
+    def subscriber_counts(self) -> dict[str, int]:
+        """symbol → local subscribers (REST polling counts as one)."""
+        return {symbol: len(watchers) + (symbol in self._polled)
+                for symbol, watchers in self._watchers.items()}
+
+    # -- interest ---------------------------------------------------------------------
 
     async def subscribe(self, session: Session, symbols: list[str]) -> list[str]:
         """Add `session` to `symbols`; returns the symbols that failed upstream."""
-        async with self._lock:
-            new = [s for s in symbols if s not in self._subscribers]
-            failed: list[str] = []
-            if new:
-                with upstream_span("subscribe", new) as span:
-                    try:
-                        await self._bus.subscribe([names.tick_channel(s) for s in new])
-                    except (RedisError, OSError) as exc:
-                        log.warning("redis subscribe failed", extra={"symbols": new[:10],
-                                                                     "error": repr(exc)})
-                        span.record_exception(exc)
-                        failed = new
-                    else:
-                        for symbol in new:
-                            self._subscribers[symbol] = set()
-                        self._announcements.subscribed(new)
-                        log.info("symbols subscribed upstream",
-                                 extra={"symbols": new[:20], "count": len(new)})
-            for symbol in symbols:
-                if symbol in self._subscribers:
-                    self._subscribers[symbol].add(session)
-                    session.symbols.add(symbol)
-            SYMBOLS.set(len(self._subscribers))
-            return failed
+        waiting = self._want(symbols)
+        for symbol in symbols:
+            if symbol not in waiting:
+                self._join(session, symbol)
+        failed: list[str] = []
+        for symbol, confirmed in waiting.items():
+            if not await confirmed or symbol not in self._watchers:
+                failed.append(symbol)
+            elif not session.closed:
+                self._join(session, symbol)
+        return failed
 
-    async def unsubscribe(self, session: Session, symbols: list[str]) -> None:
-        async with self._lock:
-            emptied = []
-            for symbol in symbols:
-                session.symbols.discard(symbol)
-                session.forget(symbol)
-                watchers = self._subscribers.get(symbol)
-                if watchers is None:
-                    continue
+    def unsubscribe(self, session: Session, symbols: list[str]) -> None:
+        for symbol in symbols:
+            session.unwatch(symbol)
+            watchers = self._watchers.get(symbol)
+            if watchers is not None:
                 watchers.discard(session)
                 if not watchers:
-                    del self._subscribers[symbol]
-                    emptied.append(symbol)
-            if emptied:
-                with upstream_span("unsubscribe", emptied):
-                    await self._bus.unsubscribe([names.tick_channel(s) for s in emptied])
-                    self._announcements.unsubscribed(emptied)
-                    log.info("symbols unsubscribed upstream",
-                             extra={"symbols": emptied[:20], "count": len(emptied)})
-            SYMBOLS.set(len(self._subscribers))
+                    self._release_later(symbol)
 
-    def watchers(self, symbol: str) -> set[Session]:
-        return self._subscribers.get(symbol, set())
+    def leave(self, session: Session) -> None:
+        """A finished session: everything it watched."""
+        self.unsubscribe(session, list(session.symbols))
 
-    def subscriber_counts(self) -> dict[str, int]:
-        """symbol → local subscribers (a REST poll holder counts as one)."""
-        return {symbol: len(watchers) for symbol, watchers in self._subscribers.items()}
+    async def hold(self, symbols: list[str]) -> list[str]:
+        """Hold `symbols` upstream with no session (REST polling); returns those that failed."""
+        waiting = self._want(symbols)
+        failed = []
+        for symbol in symbols:
+            if symbol in waiting and (not await waiting[symbol] or symbol not in self._watchers):
+                failed.append(symbol)
+                continue
+            self._polled.add(symbol)
+            self._keep(symbol)
+        return failed
+
+    def let_go(self, symbols: list[str]) -> None:
+        for symbol in symbols:
+            self._polled.discard(symbol)
+            if not self._watchers.get(symbol, True):
+                self._release_later(symbol)
+
+    def _want(self, symbols: list[str]) -> dict[str, asyncio.Future[bool]]:
+        """The confirmations to wait for: of symbols on their way upstream, or queued now."""
+        waiting: dict[str, asyncio.Future[bool]] = {}
+        for symbol in symbols:
+            if symbol in self._watchers:
+                continue
+            confirmed = self._subscribing.get(symbol)
+            if confirmed is None:
+                confirmed = self._subscribing[symbol] = \
+                    asyncio.get_running_loop().create_future()
+                self._queued.append(symbol)
+            waiting[symbol] = confirmed
+        self._wake_upstream()
+        return waiting
+
+    def _join(self, session: Session, symbol: str) -> None:
+        self._watchers[symbol].add(session)
+        session.watch(symbol)
+        self._keep(symbol)
+
+    def _keep(self, symbol: str) -> None:
+        release = self._releases.pop(symbol, None)
+        if release is not None:
+            release.cancel()
+
+    # -- upstream ---------------------------------------------------------------------
+
+    def _wake_upstream(self) -> None:
+        if (self._queued or self._released) and self._upstream is None:
+            self._upstream = asyncio.get_running_loop().create_task(
+                self._change_upstream(), name="hub-upstream")
+
+    async def _change_upstream(self) -> None:
+        """One Redis command at a time, each carrying everything queued while the
+        previous one was in flight. Releases go first: a symbol released and then wanted
+        again was released before it was wanted, so UNSUBSCRIBE precedes SUBSCRIBE."""
+        try:
+            while self._queued or self._released:
+                if self._released:
+                    gone, self._released = self._released, []
+                    await self._unsubscribe_upstream(gone)
+                if self._queued:
+                    batch, self._queued = self._queued, []
+                    await self._subscribe_upstream(batch)
+        finally:
+            self._upstream = None
+
+    async def _unsubscribe_upstream(self, symbols: list[str]) -> None:
+        try:
+            await self._bus.unsubscribe([names.tick_channel(s) for s in symbols])
+        except (RedisError, OSError) as exc:
+            # The listener resubscribes only what is still wanted when it reconnects.
+            log.warning("redis unsubscribe failed", extra={"error": repr(exc)})
+        log.info("symbols unsubscribed upstream",
+                 extra={"symbols": symbols[:20], "count": len(symbols)})
+
+    async def _subscribe_upstream(self, symbols: list[str]) -> None:
+        confirmed = False
+        try:
+            with upstream_span("subscribe", symbols) as span:
+                try:
+                    await self._bus.subscribe([names.tick_channel(s) for s in symbols])
+                except (RedisError, OSError) as exc:
+                    log.warning("redis subscribe failed", extra={"symbols": symbols[:10],
+                                                                 "error": repr(exc)})
+                    span.record_exception(exc)
+                else:
+                    confirmed = True
+                    for symbol in symbols:
+                        self._watchers[symbol] = set()
+                        # Released unless someone joins: a waiter may have gone meanwhile.
+                        self._release_later(symbol)
+                    self._announcements.subscribed(symbols)
+                    log.info("symbols subscribed upstream",
+                             extra={"symbols": symbols[:20], "count": len(symbols)})
+        finally:
+            # Whatever happened (even a bug, or shutdown), nobody waits forever.
+            for symbol in symbols:
+                self._subscribing.pop(symbol).set_result(confirmed)
+            SYMBOLS.set(len(self._watchers))
+
+    def _release_later(self, symbol: str) -> None:
+        if symbol in self._polled or symbol in self._releases:
+            return
+        self._releases[symbol] = asyncio.get_running_loop().call_later(
+            self._release_delay, self._release, symbol)
+
+    def _release(self, symbol: str) -> None:
+        """The release delay passed with nobody interested: unsubscribe upstream."""
+        del self._releases[symbol]
+        if self._watchers.get(symbol) or symbol in self._polled:
+            return
+        del self._watchers[symbol]
+        SYMBOLS.set(len(self._watchers))
+        with upstream_span("unsubscribe", [symbol]):
+            self._announcements.unsubscribed([symbol])
+        self._released.append(symbol)
+        self._wake_upstream()
+
+    # -- ticks ------------------------------------------------------------------------
 
     def dispatch_tick(self, channel: str, payload: bytes) -> None:
         """Called by the bus listener for every tick: decode once, offer to each watcher."""
         symbol = names.symbol_from_channel(channel)
-        watchers = self._subscribers.get(symbol)
+        watchers = self._watchers.get(symbol)
         if not watchers:
             return
         try:
@@ -122,10 +240,6 @@ class Hub:
 
     # -- control: pause holds the newest tick per symbol, resume delivers it ----------
 
-    @property
-    def paused(self) -> bool:
-        return self._held is not None
-
     def pause(self) -> None:
         if self._held is None:
             self._held = {}
@@ -133,56 +247,5 @@ class Hub:
     def resume(self) -> None:
         held, self._held = self._held, None
         for symbol, (tick, frames) in (held or {}).items():
-            for session in self._subscribers.get(symbol, ()):
+            for session in self._watchers.get(symbol, ()):
                 session.offer(tick, frames)
-
-
-class PollInterest:
-    """REST reads count as interest: a polled symbol stays subscribed upstream (so the
-    ingestor keeps fetching it) for `ttl` seconds after the last read."""
-
-    def __init__(self, hub: Hub, ttl: float, max_symbols: int = 5000):
-        self._hub = hub
-        self._ttl = ttl
-        self._max = max_symbols
-        self._expiry: dict[str, float] = {}
-        self._holder = _InterestHolder()
-
-    async def touch(self, symbols: list[str]) -> None:
-        if self._ttl <= 0:
-            return
-        until = time.monotonic() + self._ttl
-        new = [s for s in symbols if s not in self._expiry][: max(0, self._max - len(self._expiry))]
-        for symbol in symbols:
-            if symbol in self._expiry or symbol in new:
-                self._expiry[symbol] = until
-        if new:
-            failed = await self._hub.subscribe(self._holder, new)
-            for symbol in failed:
-                self._expiry.pop(symbol, None)
-
-    async def expire(self) -> None:
-        now = time.monotonic()
-        expired = [s for s, until in self._expiry.items() if until <= now]
-        for symbol in expired:
-            del self._expiry[symbol]
-        if expired:
-            await self._hub.unsubscribe(self._holder, expired)
-
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(max(0.5, min(5.0, self._ttl / 3)))
-            await self.expire()
-
-
-class _InterestHolder:
-    """Stands in the hub for "someone polls this symbol": it holds interest, receives nothing."""
-
-    def __init__(self) -> None:
-        self.symbols: set[str] = set()
-
-    def offer(self, *_args, **_kwargs) -> bool:
-        return False
-
-    def forget(self, _symbol: str) -> None:
-        return None

@@ -1,30 +1,36 @@
-"""The edge node: its sessions, the hub, and the operations that span them — the
-liveness sweep, control messages (pause / resume / drain) and draining."""
+"""The edge node: wires the bus, the hub, the commands and the sessions together.
+
+Guarantees: every session the node tracks is released exactly once (its admission
+slot, its subscriptions, its writer); a shed client is closed in its own task, so the
+caller never waits on a peer that does not read; liveness is judged by `liveness` on
+one sweep. The node holds no logic of its own beyond that wiring: control parsing,
+feed status and draining live in their own modules.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import random
-import signal
 import time
+from collections.abc import Callable
 
-import orjson
-from aiohttp import WSCloseCode
 from prometheus_client import Counter, Gauge
 
 from tickwire.core import names
-from tickwire.core.codecs import DecodeError, decode_msgpack
-from tickwire.core.models import (ErrorCode, FeedState, FeedStatus, error_message,
-                                  reconnect_message)
-from tickwire.core.tickbus import RedisTickBus
+from tickwire.core.tickbus import TickBus
+from tickwire.edge import liveness
 from tickwire.edge.admission import Admission
 from tickwire.edge.announcements import Announcements
-from tickwire.edge.hub import Hub, PollInterest
+from tickwire.edge.commands import Commands
+from tickwire.edge.control import parse_control
+from tickwire.edge.drain import drain_sessions
+from tickwire.edge.feeds import Feeds
+from tickwire.edge.hub import Hub
 from tickwire.edge.observability import RecentCloses
+from tickwire.edge.rest import PollInterest
 from tickwire.edge.session import Session
 from tickwire.edge.settings import EdgeSettings
+from tickwire.edge.transport import Sink
 
 log = logging.getLogger(__name__)
 
@@ -32,25 +38,29 @@ CONNECTIONS = Gauge("tickwire_edge_connections", "Open client connections", ["ki
 CLOSED = Counter("tickwire_edge_connections_closed_total", "Connections closed by the edge",
                  ["reason"])
 
-STALE_WARNINGS = Counter("tickwire_edge_data_stale_warnings_total",
-                         "DATA_STALE errors sent to clients")
-
-TRY_AGAIN_LATER = 1013
+CONTROL_QUEUE_FULL = "control queue full"
 
 
 class EdgeNode:
-    def __init__(self, settings: EdgeSettings, bus: RedisTickBus, announcements: Announcements):
+    def __init__(self, settings: EdgeSettings, bus: TickBus, announcements: Announcements,
+                 exit_process: Callable[[], None] = lambda: None):
         self.settings = settings
         self.bus = bus
         self.announcements = announcements
-        self.hub = Hub(bus, announcements)
+        self.hub = Hub(bus, announcements, settings.unsubscribe_delay_seconds)
+        self.feeds = Feeds(self.hub)
+        self.commands = Commands(self.hub, bus, self.feeds, self.shed,
+                                 settings.rate_limit_close_seconds)
         self.admission = Admission(settings)
         self.poll_interest = PollInterest(self.hub, settings.poll_interest_seconds)
         self.sessions: set[Session] = set()
-        self.stale_symbols: set[str] = set()  # the feed is down; the cache is served
         self._closing: set[asyncio.Task] = set()  # closes in flight, kept from the GC
         self.recent_closes = RecentCloses()
         self.drained = asyncio.Event()
+        self._exit_process = exit_process
+        bus.on(names.CONTROL_CHANNEL, self.on_control)
+        bus.on(names.STATUS_CHANNEL, self.feeds.on_message)
+        bus.on_ticks(self.hub.dispatch_tick)
 
     @property
     def edge_id(self) -> str:
@@ -62,9 +72,17 @@ class EdgeNode:
 
     # -- sessions ---------------------------------------------------------------------
 
-    def track(self, session: Session, kind: str) -> None:
+    def open_session(self, client_id: str, sink: Sink, kind: str, address: str,
+                     max_symbols: int) -> Session:
+        settings = self.settings
+        session = Session(client_id, sink, max_symbols=max_symbols,
+                          rate=settings.messages_per_second, burst=settings.message_burst,
+                          change_rate=settings.symbol_changes_per_second,
+                          change_burst=settings.symbol_change_burst, address=address,
+                          on_overflow=self._overflowed)
         self.sessions.add(session)
         CONNECTIONS.labels(kind).inc()
+        return session
 
     async def untrack(self, session: Session, kind: str) -> None:
         """Release everything a finished session held, upstream interest included."""
@@ -74,86 +92,56 @@ class EdgeNode:
         CONNECTIONS.labels(kind).dec()
         self.admission.release(session.address)
         await session.stop()
-        await self.hub.unsubscribe(session, list(session.symbols))
+        self.hub.leave(session)
 
     async def shed(self, session: Session, code: int, reason: str) -> None:
-        CLOSED.labels(reason).inc()
-        # A shed slow consumer is a performance warning; the other reasons are routine.
-        log.log(logging.WARNING if code == TRY_AGAIN_LATER else logging.INFO, "closing client",
-                extra={"client": session.client_id, "code": code, "reason": reason,
-                       "address": session.address, "pending_updates": session.pending_updates})
+        if session.closed:
+            return
         await session.stop()
+        self._log_close(session, code, reason)
         # Closing may wait on a peer that does not read: never hold up the caller
-        # (the sweep) for it.
+        # (the sweep, the read loop) for it.
         closing = asyncio.get_running_loop().create_task(session.sink.close(code, reason))
         self._closing.add(closing)
         closing.add_done_callback(self._closing.discard)
 
-    # -- bus messages -----------------------------------------------------------------
+    def _overflowed(self, session: Session) -> None:
+        """A client whose control queue is full: an ack or error would be lost, so it
+        goes, told to come back later."""
+        task = asyncio.get_running_loop().create_task(
+            self.shed_now(session, liveness.TRY_AGAIN_LATER, CONTROL_QUEUE_FULL))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
-    def on_bus_message(self, channel: str, payload: bytes) -> None:
-        if channel == names.CONTROL_CHANNEL:
-            self.on_control(payload)
-        elif channel == names.STATUS_CHANNEL:
-            self.on_feed_status(payload)
-        else:
-            self.hub.dispatch_tick(channel, payload)
+    async def shed_now(self, session: Session, code: int, reason: str) -> None:
+        """Close `session` and wait for it (bounded by the sink's close)."""
+        await session.stop()
+        self._log_close(session, code, reason)
+        await session.sink.close(code, reason)
 
-    def on_feed_status(self, payload: bytes) -> None:
-        """The ingestor's feed changes: `stale` reaches each subscribed client once as a
-        DATA_STALE error naming its symbols; `recovered` needs no message, the prices do."""
-        try:
-            status = FeedStatus.from_wire(decode_msgpack(payload))
-        except (DecodeError, ValueError) as exc:
-            log.warning("invalid feed status", extra={"error": str(exc)})
+    @staticmethod
+    def _log_close(session: Session, code: int, reason: str) -> None:
+        CLOSED.labels(reason).inc()
+        # A shed slow consumer is a performance warning; the other reasons are routine.
+        log.log(logging.WARNING if code == liveness.TRY_AGAIN_LATER else logging.INFO,
+                "closing client", extra={"client": session.client_id, "code": code,
+                                         "reason": reason, "address": session.address,
+                                         "pending_updates": session.pending_updates})
+
+    # -- control ----------------------------------------------------------------------
+
+    def on_control(self, _channel: str, payload: bytes) -> None:
+        kind = parse_control(payload, self.edge_id)
+        if kind is None:
             return
-        if status.state == FeedState.RECOVERED:
-            self.stale_symbols.difference_update(status.symbols)
-            return
-        self.stale_symbols.update(status.symbols)
-        self.warn_stale(self._watchers_of(status.symbols))
-
-    async def load_stale(self) -> None:
-        """At start: the symbols the ingestor flagged stale before this edge listened."""
-        redis = self.bus.redis
-        async for key in redis.scan_iter(match=f"{names.FEED_KEY_PREFIX}*", count=1000):
-            if await redis.hget(key, "stale") == b"1":
-                symbol = key.decode()[len(names.FEED_KEY_PREFIX):]
-                self.stale_symbols.add(symbol)
-
-    def _watchers_of(self, symbols) -> dict[Session, list[str]]:
-        affected: dict[Session, list[str]] = {}
-        for symbol in symbols:
-            for session in self.hub.watchers(symbol):
-                if isinstance(session, Session):
-                    affected.setdefault(session, []).append(symbol)
-        return affected
-
-    def warn_stale(self, affected: dict[Session, list[str]]) -> None:
-        for session, symbols in affected.items():
-            STALE_WARNINGS.inc()
-            session.send(error_message(ErrorCode.DATA_STALE,
-                                       "providers are failing; serving cached data", symbols))
-
-    def on_control(self, payload: bytes) -> None:
-        """`{"type": "pause"|"resume"|"drain", "edge": id | "*"}`, as msgpack or JSON."""
-        try:
-            message = decode_msgpack(payload)
-        except DecodeError:
-            try:
-                message = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                message = None
-        if not isinstance(message, dict) or message.get("edge") not in ("*", self.edge_id):
-            return
-        kind = message.get("type")
         log.info("control message", extra={"type": kind})
         if kind == "pause":
             self.hub.pause()
         elif kind == "resume":
             self.hub.resume()
-        elif kind == "drain" and not self.draining:
-            asyncio.get_running_loop().create_task(self._drain_and_exit())
+        elif not self.draining:
+            task = asyncio.get_running_loop().create_task(self._drain_and_exit())
+            self._closing.add(task)
 
     # -- liveness ---------------------------------------------------------------------
 
@@ -167,42 +155,26 @@ class EdgeNode:
 
     async def sweep(self, now: float) -> None:
         """Ping idle sockets, close the silent (two missed pings) and the hopelessly slow."""
-        interval = self.settings.heartbeat_interval
+        interval, slow = self.settings.heartbeat_interval, self.settings.slow_client_seconds
         for session in list(self.sessions):
-            if session.blocked_since is not None and \
-                    now - session.blocked_since > self.settings.slow_client_seconds:
-                await self.shed(session, TRY_AGAIN_LATER, "slow consumer")
-            elif session.sink.answers_pings and now - session.last_heard > 2 * interval + 1:
-                await self.shed(session, WSCloseCode.GOING_AWAY, "missed heartbeats")
-            elif now - session.last_ping >= interval:
-                session.queue_ping()
+            verdict = liveness.verdict(session, now, interval, slow)
+            if verdict == liveness.PING:
+                session.queue_ping(now)
+            elif verdict is not None:
+                await self.shed(session, *verdict)
         self.admission.forget_idle()
 
     # -- draining ---------------------------------------------------------------------
 
     async def drain(self) -> None:
-        """Stop admitting, then move every client away without a reconnect storm: each
-        gets `reconnect` with a spread `retryAfterMs` and is closed with 1001, the
-        closes staggered evenly over the drain window."""
+        """Stop admitting, then move every client away (see `drain`)."""
         self.admission.draining = True
-        sessions = list(self.sessions)
-        random.shuffle(sessions)
         window = self.settings.drain_seconds
-        log.info("draining", extra={"clients": len(sessions), "window_s": window})
-        started = time.monotonic()
-        for index, session in enumerate(sessions):
-            due = started + window * index / max(1, len(sessions))
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-            if session not in self.sessions:
-                continue
-            session.send(reconnect_message(int(random.uniform(0, max(window, 1.0)) * 1000)))
-            await session.flush(timeout=1.0)
-            await session.stop()
-            CLOSED.labels("draining").inc()
-            await session.sink.close(WSCloseCode.GOING_AWAY, "edge draining")
+        log.info("draining", extra={"clients": len(self.sessions), "window_s": window})
+        await drain_sessions(list(self.sessions), window, self.shed_now)
         self.drained.set()
 
     async def _drain_and_exit(self) -> None:
         await self.drain()
-        # The rest of the shutdown (edge_down, brokers) is aiohttp's, as on SIGTERM.
-        os.kill(os.getpid(), signal.SIGTERM)
+        # The rest of the shutdown (edge_down, brokers) is the process's, as on SIGTERM.
+        self._exit_process()

@@ -144,12 +144,12 @@ class LatencyWarnings:
 LATENCY_WARNINGS = LatencyWarnings()
 
 
-def observe_first_writes(entries: Iterable[tuple]) -> None:
-    """After a write of (frames, tick, snapshot) entries: the first write of each live tick
-    on this edge observes its end-to-end latency."""
-    for frames, tick, snapshot in entries:
-        if frames is not None and not snapshot and not frames.written:
-            observe_first_write(frames, tick)
+def observe_first_writes(entries: Iterable) -> None:
+    """After a write of TickFrames: the first write of each live tick on this edge
+    observes its end-to-end latency (a snapshot's frames count as written already)."""
+    for frames in entries:
+        if not frames.written:
+            observe_first_write(frames, frames.tick)
 
 
 def observe_first_write(frames, tick: Tick) -> None:

@@ -1,12 +1,18 @@
 """The REST fallback: the cached latest quote of one or many symbols, ETag-aware.
 
-A read counts as interest: the symbols stay subscribed upstream for a while, so a
-client that polls sees fresh prices rather than a frozen cache.
+Guarantees: a read counts as interest: the symbols stay subscribed upstream for
+`poll_interest_seconds` after the last read (at most `max_symbols` of them at once), so a
+client that polls sees fresh prices rather than a frozen cache. A response's ETag names
+the exact versions served.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import orjson
 from aiohttp import web
@@ -14,9 +20,51 @@ from aiohttp import web
 from tickwire.core.models import Tick, normalise_symbol
 from tickwire.core.service import error_response
 from tickwire.edge.admission import Refused
-from tickwire.edge.node import EdgeNode
+from tickwire.edge.commands import parse_symbols_query
+from tickwire.edge.hub import Hub
+
+if TYPE_CHECKING:
+    from tickwire.edge.node import EdgeNode
 
 MAX_BATCH = 500
+
+
+class PollInterest:
+    """REST reads count as interest: a polled symbol stays held upstream (so the
+    ingestor keeps fetching it) for `ttl` seconds after the last read."""
+
+    def __init__(self, hub: Hub, ttl: float, max_symbols: int = 5000,
+                 clock: Callable[[], float] = time.monotonic):
+        self._hub = hub
+        self._ttl = ttl
+        self._max = max_symbols
+        self._clock = clock
+        self._expiry: dict[str, float] = {}
+
+    async def touch(self, symbols: list[str]) -> None:
+        if self._ttl <= 0:
+            return
+        until = self._clock() + self._ttl
+        new = [s for s in symbols if s not in self._expiry][: max(0, self._max - len(self._expiry))]
+        for symbol in symbols:
+            if symbol in self._expiry or symbol in new:
+                self._expiry[symbol] = until
+        if new:
+            for symbol in await self._hub.hold(new):
+                self._expiry.pop(symbol, None)
+
+    def expire(self) -> None:
+        now = self._clock()
+        expired = [s for s, until in self._expiry.items() if until <= now]
+        for symbol in expired:
+            del self._expiry[symbol]
+        if expired:
+            self._hub.let_go(expired)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.5, min(5.0, self._ttl / 3)))
+            self.expire()
 
 
 def quote_body(tick: Tick, freshness_seconds: float) -> dict:
@@ -64,16 +112,14 @@ class QuoteRoutes:
             self._node.admission.authenticate(request)
         except Refused as refused:
             return refused.response
-        raw = [s for s in request.query.get("symbols", "").split(",") if s.strip()]
-        if not raw:
+        symbols, invalid, given = parse_symbols_query(request.query.get("symbols", ""))
+        if not given:
             return error_response(400, "INVALID_SYMBOL", "give ?symbols=A,B")
-        if len(raw) > MAX_BATCH:
+        if given > MAX_BATCH:
             return error_response(400, "INVALID_SYMBOL", f"at most {MAX_BATCH} symbols")
-        invalid = [s[:24] for s in raw if normalise_symbol(s) is None]
         if invalid:
             return error_response(400, "INVALID_SYMBOL",
                                   "not valid symbols: " + ", ".join(invalid)[:200])
-        symbols = list(dict.fromkeys(normalise_symbol(s) for s in raw))
         await self._node.poll_interest.touch(symbols)
         ticks = await self._node.bus.latest(symbols)
         body = {

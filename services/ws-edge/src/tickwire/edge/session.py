@@ -8,7 +8,9 @@ Guarantees:
   is free. Bounded memory for one that does not: once a write waits on the peer, or more
   than `queue_limit` updates are pending, updates CONFLATE to the newest pending one per
   symbol. A slow client converges to the latest prices and never holds back anyone else.
-  Control messages (acks, errors, pongs) queue in order up to a limit.
+  Control messages (acks, errors, pongs) queue in order up to a limit; one more and
+  the client is closed with 1013 (`on_overflow`): an ack or error is never dropped
+  while the socket stays open.
 - Control messages queued before an update was offered are written before it.
 - Pending updates go out together: one `batch_update` frame on a socket.
 - The fast path: while a socket has no writer and its transport is not backed up, a
@@ -16,6 +18,12 @@ Guarantees:
   written with every other frame due to that socket in one `writelines`, once per
   event-loop pass (so once per Redis read): no task switch, no per-socket encoding.
 - With `maxHz` a symbol is sent at most that often, always its newest value.
+
+State: everything here is written only by the session's own methods; the hub calls
+`watch` / `unwatch`, the read loop `heard` and the rate checks.
+
+Backpressure: a write that finds the transport full waits on the sink's drain signal,
+never a timer; `flush` waits on the writer going idle.
 
 Memory: an idle client holds no task. The writer task exists only while something is
 queued for it and ends when the queue is empty; the next queued message starts another.
@@ -28,59 +36,44 @@ import logging
 import time
 from typing import Any
 
+from collections.abc import Callable
+
 import orjson
 from prometheus_client import Counter
 
 from tickwire.core.codecs import encode_msgpack
-from tickwire.core.models import Tick, batch_update_message, price_update_message
-from tickwire.edge.frames import TickFrames
+from tickwire.core.models import Tick
+from tickwire.edge.frames import TickFrames, batch_json, batch_msgpack
 from tickwire.edge.limits import Throttle, TokenBucket
 from tickwire.edge.observability import HOT, observe_first_write, observe_first_writes
-from tickwire.edge.sinks import Sink
+from tickwire.edge.transport import Sink
 
 log = logging.getLogger(__name__)
 
 DROPPED = Counter("tickwire_edge_dropped_messages_total",
-                  "Control messages dropped for a client whose queue was full")
+                  "Control messages beyond a client's queue limit (the client is closed, 1013)")
 
 _PING = object()  # a queued WebSocket ping, written by the writer like any frame
-
-# symbol → the (epoch, seq) of the snapshot last offered, one copy for every client it
-# went to: a snapshot is decoded for each client alone, and a client's own copy of its
-# mark would cost ~140 bytes per symbol. As many entries as symbols with a cached tick.
-_SNAPSHOT_MARKS: dict[str, tuple[str, int]] = {}
-
-
-def _shared_snapshot_mark(symbol: str, mark: tuple[str, int]) -> tuple[str, int]:
-    shared = _SNAPSHOT_MARKS.get(symbol)
-    if shared != mark:
-        _SNAPSHOT_MARKS[symbol] = shared = mark
-    return shared
 
 
 class Subscriptions(dict[str, tuple[str, int] | None]):
     """The symbols a client watches, each with the (epoch, seq) last offered to it (None
-    before the first). To the hub a set: `add` keeps what a symbol has been offered,
-    `discard` forgets it, so a symbol that comes back starts afresh."""
+    before the first). A symbol that comes back starts afresh."""
 
     __slots__ = ()
-
-    def add(self, symbol: str) -> None:
-        self.setdefault(symbol, None)
-
-    def discard(self, symbol: str) -> None:
-        self.pop(symbol, None)
 
 
 class Session:
     __slots__ = ("client_id", "sink", "binary", "address", "max_symbols", "symbols", "inbound",
-                 "rate_limited_since", "last_heard", "last_ping", "blocked_since", "closed",
-                 "_pending", "_pending_count", "_queue_limit", "_control", "_control_limit",
-                 "_throttle", "_direct", "_timer", "_writer")
+                 "changes", "rate_limited_since", "last_heard", "last_ping", "blocked_since",
+                 "closed", "_pending", "_pending_count", "_queue_limit", "_control",
+                 "_control_limit", "_on_overflow", "_throttle", "_direct", "_timer", "_writer",
+                 "_idle")
 
     def __init__(self, client_id: str, sink: Sink, *, max_symbols: int = 500,
                  control_limit: int = 256, queue_limit: int = 256, rate: float = 50.0,
-                 burst: float = 100.0, address: str = ""):
+                 burst: float = 100.0, change_rate: float = 100.0, change_burst: float = 1000.0,
+                 address: str = "", on_overflow: Callable[[Session], None] | None = None):
         self.client_id = client_id
         self.sink = sink
         self.binary = sink.binary
@@ -88,18 +81,23 @@ class Session:
         self.max_symbols = max_symbols
         self.symbols = Subscriptions()
         self.inbound = TokenBucket(rate, burst)
+        # Symbol changes (each symbol a subscribe adds or an unsubscribe removes): what
+        # reaches the registry, so what is limited, not the messages that carry them. A
+        # full subscription always fits twice (a page reload).
+        self.changes = TokenBucket(change_rate, max(change_burst, 2.0 * max_symbols))
         self.rate_limited_since: float | None = None
         self.last_heard = time.monotonic()
         self.last_ping = self.last_heard
         self.blocked_since: float | None = None  # set while a write waits on the peer
         self.closed = False
         # symbol → its pending updates in seq order (one, once conflating)
-        self._pending: dict[str, list[tuple[TickFrames | None, Tick, bool]]] = {}
+        self._pending: dict[str, list[TickFrames]] = {}
         self._pending_count = 0
         self._queue_limit = queue_limit
         # A list, not a deque: an empty deque still holds a 0.7 KiB block, and this is short.
         self._control: list[Any] = []
         self._control_limit = control_limit
+        self._on_overflow = on_overflow
         self._throttle: Throttle | None = None  # until a symbol gets a maxHz
         # Pre-built frames for the next flush: one frame, or a list of them.
         self._direct: bytes | list[bytes] | None = None
@@ -107,13 +105,53 @@ class Session:
         # Running while something is queued; a finished one stays after a failed write,
         # so nothing more is written to a client that is gone.
         self._writer: asyncio.Task | None = None
+        self._idle: asyncio.Event | None = None  # made only when someone waits in `flush`
+
+    # -- what the hub and the read loop call ------------------------------------------
+
+    def watch(self, symbol: str) -> None:
+        self.symbols.setdefault(symbol, None)
+
+    def unwatch(self, symbol: str) -> None:
+        """Stop watching `symbol` and drop what is pending for it."""
+        self.symbols.pop(symbol, None)
+        self._pending_count -= len(self._pending.pop(symbol, ()))
+        if self._throttle is not None:
+            self._throttle.clear(symbol)
+
+    def heard(self, now: float) -> None:
+        self.last_heard = now
+
+    def over_rate(self, now: float) -> float | None:
+        """None while the client's messages are within its rate; else how long this
+        episode of excess has lasted (0.0 for its first message). An episode ends only
+        when the client has calmed down enough for its bucket to refill."""
+        bucket = self.inbound
+        if bucket.take(now):
+            if self.rate_limited_since is not None and bucket.tokens >= bucket.burst - 1:
+                self.rate_limited_since = None
+            return None
+        if self.rate_limited_since is None:
+            self.rate_limited_since = now
+            return 0.0
+        return now - self.rate_limited_since
+
+    def take_changes(self, now: float, count: int) -> bool:
+        """Spend `count` symbol changes if the client's budget has them."""
+        return count == 0 or self.changes.take(now, count)
 
     # -- what others call: synchronous, never blocks ----------------------------------
 
     def send(self, message: dict[str, Any]) -> None:
-        """Queue a control message; written before any update offered after it."""
+        """Queue a control message; written before any update offered after it. A client
+        whose queue is full is closed (1013) rather than lose the message silently."""
+        if self.closed:
+            return
         if len(self._control) >= self._control_limit:
             DROPPED.inc()
+            self.closed = True  # nothing more is queued for a client that is being closed
+            if self._on_overflow is not None:
+                self._on_overflow(self)
             return
         frame = self._encode(message)
         # orjson's bytes keep its whole working buffer (4 KiB at least): a queued message
@@ -121,14 +159,15 @@ class Session:
         self._control.append(frame if self.binary else bytes(memoryview(frame)))
         self._kick()
 
-    def queue_ping(self) -> None:
-        self.last_ping = time.monotonic()
+    def queue_ping(self, now: float) -> None:
+        self.last_ping = now
         self._control.append(_PING)
         self._kick()
 
-    def offer(self, tick: Tick, frames: TickFrames | None = None, snapshot: bool = False) -> bool:
-        """Offer an update; False when this client does not watch its symbol or has it
-        already (the same or a newer seq of the epoch)."""
+    def offer(self, tick: Tick, frames: TickFrames) -> bool:
+        """Offer an update (a live tick, or a snapshot when `frames.snapshot`); False
+        when this client does not watch its symbol or has it already (the same or a
+        newer seq of the epoch)."""
         symbol = tick.symbol
         symbols = self.symbols
         last = symbols.get(symbol, False)
@@ -136,14 +175,11 @@ class Session:
             return False
         if last is not None and not tick.is_newer_than(*last):
             return False
-        if snapshot:
-            symbols[symbol] = _shared_snapshot_mark(symbol, (tick.epoch, tick.seq))
-        else:
-            # One tuple per tick, shared by its watchers: a tuple per watcher lived until the
-            # symbol's next tick and fed the garbage collector's full passes (~150 ms each).
-            symbols[symbol] = frames.mark if frames is not None else (tick.epoch, tick.seq)
+        # One tuple per tick, shared by its watchers: a tuple per watcher lived until the
+        # symbol's next tick and fed the garbage collector's full passes (~150 ms each).
+        symbols[symbol] = frames.mark
         throttle = self._throttle
-        if (self._writer is None and frames is not None and not snapshot and self.sink.direct
+        if (self._writer is None and not frames.snapshot and self.sink.direct
                 and not self._pending and not (throttle and throttle.limits(symbol))
                 and self.sink.can_write_now()):
             frame = frames.ws_binary if self.binary else frames.ws_text
@@ -159,19 +195,18 @@ class Session:
             if not frames.written:
                 observe_first_write(frames, tick)
             return True
-        entry = (frames, tick, snapshot)
         queued = self._pending.get(symbol)
         if queued is None:
-            self._pending[symbol] = [entry]
+            self._pending[symbol] = [frames]
             self._pending_count += 1
         elif (self.blocked_since is None and self._pending_count < self._queue_limit
               and not (throttle and throttle.limits(symbol))):
-            queued.append(entry)
+            queued.append(frames)
             self._pending_count += 1
         else:
             HOT.conflated += len(queued)
             self._pending_count -= len(queued) - 1
-            self._pending[symbol] = [entry]
+            self._pending[symbol] = [frames]
         self._kick()
         return True
 
@@ -183,12 +218,6 @@ class Session:
         for symbol in symbols:
             self._throttle.set(symbol, max_hz)
         self._kick()
-
-    def forget(self, symbol: str) -> None:
-        """After an unsubscribe: drop what is pending."""
-        self._pending_count -= len(self._pending.pop(symbol, ()))
-        if self._throttle is not None:
-            self._throttle.clear(symbol)
 
     def _kick(self) -> None:
         if self._writer is None and not self.closed:
@@ -219,12 +248,23 @@ class Session:
                 await self._writer
             except (asyncio.CancelledError, Exception):
                 pass
+        self._went_idle()
 
     async def flush(self, timeout: float) -> None:
         """Wait until what is queued now has been written (best effort, bounded)."""
-        deadline = time.monotonic() + timeout
-        while (self._control or self._pending) and time.monotonic() < deadline and not self.closed:
-            await asyncio.sleep(0.01)
+        if self.closed or (self._writer is None and not self._control and not self._pending):
+            return
+        if self._idle is None:
+            self._idle = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    def _went_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.set()
+            self._idle = None
 
     async def _write_loop(self) -> None:
         """Until nothing is due: what the fast path collected, the control messages in
@@ -245,8 +285,11 @@ class Session:
             log.debug("client gone while writing", extra={"client": self.client_id,
                                                            "error": repr(exc)})
             self.sink.lost()
+            self._went_idle()
             return
         self._writer = None
+        if not self._pending:
+            self._went_idle()
 
     async def _write_updates(self) -> bool:
         """Writes the pending updates that are due; False when none was."""
@@ -262,35 +305,27 @@ class Session:
             due, self._pending = self._pending, {}
         if not due:
             return False
-        entries = [entry for queued in due.values() for entry in queued]
+        entries = [frames for queued in due.values() for frames in queued]
         self._pending_count -= len(entries)
-        if self.sink.batching or len(entries) == 1:
-            frame, kind = self._update_frame(entries)
-            await self._write(frame, kind)
+        if len(entries) == 1:
+            await self._write(self._single(entries[0]), "price_update")
+        elif self.sink.batching:
+            frame = batch_msgpack(entries) if self.binary else batch_json(entries)
+            await self._write(frame, "batch_update")
         else:
-            for entry in entries:
-                frame, kind = self._update_frame([entry])
-                await self._write(frame, kind)
+            for frames in entries:
+                await self._write(self._single(frames), "price_update")
         observe_first_writes(entries)
         return True
+
+    def _single(self, frames: TickFrames) -> bytes:
+        return frames.msgpack if self.binary else frames.json
 
     def _wake_at(self, when: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
         loop = asyncio.get_running_loop()
         self._timer = loop.call_at(loop.time() + max(0.0, when - time.monotonic()), self._kick)
-
-    def _update_frame(self, entries: list[tuple[TickFrames | None, Tick, bool]]) -> tuple[bytes, str]:
-        if len(entries) == 1:
-            frames, tick, snapshot = entries[0]
-            if frames is not None and not snapshot:
-                return (frames.msgpack if self.binary else frames.json), "price_update"
-            return self._encode(price_update_message(tick, snapshot=snapshot)), "price_update"
-        message = batch_update_message([tick for _, tick, _ in entries])
-        for entry, (_, _, snapshot) in zip(message["updates"], entries):
-            if snapshot:
-                entry["snapshot"] = True
-        return self._encode(message), "batch_update"
 
     async def _write(self, frame: bytes, kind: str) -> None:
         await self._timed(self.sink.write(frame))
@@ -307,7 +342,6 @@ class Session:
 
     def _encode(self, message: dict[str, Any]) -> bytes:
         return encode_msgpack(message) if self.binary else orjson.dumps(message)
-
 
 
 class DirectFlush:

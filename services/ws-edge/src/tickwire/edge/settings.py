@@ -1,12 +1,9 @@
 import ipaddress
-import os
-import socket
-import uuid
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from tickwire.core.settings import ServiceSettings
+from tickwire.core.settings import ServiceSettings, generated_id
 
 
 class EdgeSettings(ServiceSettings):
@@ -32,11 +29,19 @@ class EdgeSettings(ServiceSettings):
                                          description="a REST read keeps a symbol active this long")
     freshness_seconds: float = Field(10.0, gt=0, description="an older quote is served as stale")
 
+    unsubscribe_delay_seconds: float = Field(1.0, ge=0, description="a symbol's last subscriber "
+                                             "leaving unsubscribes it upstream this much later, "
+                                             "unless it is subscribed again meanwhile")
+
     # Limits
     max_frame_bytes: int = Field(65536, ge=256)
     max_symbols: int = Field(500, ge=1, description="per connection, unless a JWT tier says more")
     messages_per_second: float = Field(50.0, gt=0)
     message_burst: float = Field(100.0, ge=1)
+    symbol_changes_per_second: float = Field(100.0, gt=0, description="symbols a connection "
+                                             "may add by subscribing, per second")
+    symbol_change_burst: float = Field(1000.0, ge=1, description="and at once (never less than "
+                                       "twice the connection's symbol limit)")
     rate_limit_close_seconds: float = Field(5.0, gt=0, description="over the message rate this "
                                                                    "long: closed with 1008")
     max_connections_per_ip: int = Field(1000, ge=1)
@@ -83,7 +88,7 @@ class EdgeSettings(ServiceSettings):
     @model_validator(mode="after")
     def _default_edge_id(self):
         if not self.edge_id:
-            self.edge_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+            self.edge_id = generated_id()
         return self
 
     def origins(self) -> frozenset[str]:

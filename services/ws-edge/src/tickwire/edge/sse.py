@@ -1,7 +1,8 @@
-"""`GET /api/stream?symbols=A,B`: the one-way fallback over Server-Sent Events.
+"""The `GET /api/stream?symbols=A,B` transport: the one-way fallback over Server-Sent Events.
 
-An SSE stream is a subscription like a socket's: same hub, same conflating writer, the
-same `price_update` JSON (snapshot first), one event per update.
+Guarantees: an SSE stream is a subscription like a socket's (the same commands, hub and
+conflating writer, the same `price_update` JSON, snapshot first, one event per update);
+it is released once, when the client leaves or the edge closes it.
 """
 
 from __future__ import annotations
@@ -11,19 +12,17 @@ import uuid
 
 from aiohttp import web
 
-from tickwire.core.models import ErrorCode, Subscribe, normalise_symbol
+from tickwire.core.models import ErrorCode, Subscribe
 from tickwire.core.service import error_response
 from tickwire.edge.admission import Refused
-from tickwire.edge.connection import subscribe
+from tickwire.edge.commands import parse_symbols_query
 from tickwire.edge.node import EdgeNode
-from tickwire.edge.session import Session
-from tickwire.edge.sinks import SseSink
+from tickwire.edge.transport import SseSink
 
 
 async def stream(request: web.Request, node: EdgeNode) -> web.StreamResponse:
-    raw = [s for s in request.query.get("symbols", "").split(",") if s.strip()]
-    symbols = list(dict.fromkeys(filter(None, map(normalise_symbol, raw))))
-    if not raw or len(symbols) != len(set(s.strip().upper() for s in raw)):
+    symbols, invalid, _ = parse_symbols_query(request.query.get("symbols", ""))
+    if not symbols or invalid:
         return error_response(400, str(ErrorCode.INVALID_SYMBOL), "give valid ?symbols=A,B")
     try:
         address, principal = node.admission.admit(request)
@@ -39,10 +38,9 @@ async def stream(request: web.Request, node: EdgeNode) -> web.StreamResponse:
         node.admission.release(address)
         raise
     sink = SseSink(response, request.transport)
-    session = Session(uuid.uuid4().hex, sink, max_symbols=principal.max_symbols, address=address)
-    node.track(session, "sse")
+    session = node.open_session(uuid.uuid4().hex, sink, "sse", address, principal.max_symbols)
     try:
-        await subscribe(node, session, Subscribe(symbols), ack=False)
+        await node.commands.subscribe(session, Subscribe(symbols), ack=False)
         # aiohttp does not cancel a handler whose client left; look at the transport.
         while not sink.done.is_set():
             transport = request.transport

@@ -1,4 +1,10 @@
-"""Where a session's frames go: a WebSocket, or a Server-Sent Events response."""
+"""Where a session's frames go: a WebSocket, or a Server-Sent Events response.
+
+Guarantees: every sink speaks the whole `Sink` protocol a session uses. `write` returns
+once the transport can take more, waiting on the transport's own pause/resume (drain)
+signal, never on a timer; `close` never raises and never waits on a peer that does not
+read for more than a moment.
+"""
 
 from __future__ import annotations
 
@@ -8,33 +14,56 @@ from typing import Protocol
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+DIRECT_WRITE_LIMIT = 64 * 1024  # bytes a transport may hold before writes go the slow way
+
 
 class Sink(Protocol):
     binary: bool
     batching: bool  # several updates may share one frame (`batch_update`)
     answers_pings: bool  # silence after pings means the peer is gone
+    direct: bool  # pre-built frames may go straight to the transport (`write_now`)
 
+    def can_write_now(self) -> bool:
+        """Whether `write_now` would not queue up behind a peer that does not read."""
+    def write_now(self, frames: bytes | list[bytes]) -> None:
+        """Write pre-built frames synchronously (only where `direct`)."""
     async def write(self, frame: bytes) -> None: ...
     def lost(self) -> None:
         """A write failed: the peer is gone."""
     async def ping(self) -> None: ...
     async def close(self, code: int, reason: str) -> None: ...
-    @property
-    def closed(self) -> bool: ...
 
 
-DIRECT_WRITE_LIMIT = 64 * 1024  # bytes a transport may hold before writes go the slow way
+async def drained(protocol) -> None:
+    """Returns when the transport under aiohttp's `protocol` has room again: the
+    transport pauses the protocol above its high-water mark and resumes it below the
+    low one. Shielded: aiohttp shares one drain waiter between all writers of a
+    connection, and a cancelled writer must not cancel it for the others (the close)."""
+    if protocol.transport is None:
+        raise ConnectionResetError("socket closed")
+    if protocol.writing_paused:
+        await asyncio.shield(protocol._drain_helper())
+
+
+def _limit_buffer(transport: asyncio.BaseTransport | None) -> None:
+    """Pause the protocol once the transport holds DIRECT_WRITE_LIMIT bytes: the same
+    line the fast path stops at."""
+    if transport is not None:
+        transport.set_write_buffer_limits(high=DIRECT_WRITE_LIMIT)
 
 
 class WebSocketSink:
     batching = True
     answers_pings = True
 
-    def __init__(self, ws: web.WebSocketResponse, binary: bool, transport: asyncio.BaseTransport | None):
+    def __init__(self, ws: web.WebSocketResponse, binary: bool, request: web.Request):
         self.ws = ws
         self.binary = binary
         self._opcode = WSMsgType.BINARY if binary else WSMsgType.TEXT
+        transport = request.transport
         self._transport = transport
+        self._protocol = request.protocol
+        _limit_buffer(transport)
         # Pre-built frames may bypass aiohttp's writer only where it would not transform
         # them (no permessage-deflate on this socket).
         self.direct = transport is not None and not ws.compress
@@ -52,10 +81,6 @@ class WebSocketSink:
         else:
             self._transport.writelines(frames)
 
-    @property
-    def closed(self) -> bool:
-        return self.ws.closed
-
     async def write(self, frame: bytes) -> None:
         """Returns once the transport has room again: the time a peer that does not
         read keeps this waiting is what the sweep measures."""
@@ -63,12 +88,8 @@ class WebSocketSink:
             raise ConnectionResetError("socket closed")
         await self.ws.send_frame(frame, self._opcode)
         # aiohttp's own drain accounting does not see the pre-built frames written
-        # around it, so wait on the transport's real backlog.
-        transport = self._transport
-        while transport is not None and transport.get_write_buffer_size() >= DIRECT_WRITE_LIMIT:
-            if transport.is_closing():
-                raise ConnectionResetError("socket closed")
-            await asyncio.sleep(0.005)
+        # around it, so wait on the transport's pause/resume signal.
+        await drained(self._protocol)
 
     async def ping(self) -> None:
         if not self.ws.closed:
@@ -112,9 +133,11 @@ class SseSink:
         self._closed = False
         self.done = asyncio.Event()
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
+    def can_write_now(self) -> bool:
+        return False
+
+    def write_now(self, frames: bytes | list[bytes]) -> None:
+        raise NotImplementedError("an SSE stream takes no pre-built WebSocket frames")
 
     async def write(self, frame: bytes) -> None:
         if self._closed:

@@ -1,0 +1,143 @@
+"""What a client can ask of the edge, whatever carries the request: a WebSocket frame, an
+SSE stream's `?symbols=`, or a REST read.
+
+Guarantees:
+- A malformed message gets one `error` and changes nothing; the connection lives.
+- `subscribe`: the valid symbols that fit subscribe, then one ack, then their snapshots
+  (deduplicated by seq against live ticks); the invalid and the refused each get one
+  error naming them.
+- Limits count symbol changes, not messages: a subscribe spends one unit of the
+  client's change budget per symbol it adds; over budget its new symbols are refused
+  with RATE_LIMIT_EXCEEDED. Unsubscribes are always honoured.
+- Messages over the client's message rate are dropped with one RATE_LIMIT_EXCEEDED per
+  episode; a client that keeps it up for `rate_limit_close_seconds` is closed (1008).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple
+
+from aiohttp import WSCloseCode
+from prometheus_client import Counter
+
+from tickwire.core.codecs import DecodeError, decode_json, decode_msgpack
+from tickwire.core.models import (ErrorCode, Ping, ProtocolError, Subscribe, Unsubscribe,
+                                  ack_message, error_message, normalise_symbol,
+                                  parse_client_message, pong_message)
+from tickwire.core.tickbus import TickBus
+from tickwire.edge.feeds import Feeds
+from tickwire.edge.frames import snapshot_frames
+from tickwire.edge.hub import Hub
+from tickwire.edge.session import Session
+
+ERRORS = Counter("tickwire_edge_errors_total", "Error messages sent to clients", ["code"])
+
+Shed = Callable[[Session, int, str], Awaitable[None]]
+
+
+def send_error(session: Session, code: ErrorCode, message: str,
+               symbols: list[str] | None = None) -> None:
+    ERRORS.labels(str(code)).inc()
+    session.send(error_message(code, message, symbols))
+
+
+class SymbolsQuery(NamedTuple):
+    symbols: list[str]  # the valid ones, normalised, deduplicated in order
+    invalid: list[str]  # as given, shortened
+    given: int  # how many names the query held, duplicates included
+
+
+def parse_symbols_query(value: str) -> SymbolsQuery:
+    """`?symbols=A,b, C` as the SSE and REST endpoints read it."""
+    raw = [s for s in value.split(",") if s.strip()]
+    invalid = [s.strip()[:24] for s in raw if normalise_symbol(s) is None]
+    symbols = list(dict.fromkeys(filter(None, map(normalise_symbol, raw))))
+    return SymbolsQuery(symbols, invalid, len(raw))
+
+
+class Commands:
+    def __init__(self, hub: Hub, bus: TickBus, feeds: Feeds, shed: Shed,
+                 rate_limit_close_seconds: float):
+        self._hub = hub
+        self._bus = bus
+        self._feeds = feeds
+        self._shed = shed
+        self._close_after = rate_limit_close_seconds
+
+    async def on_frame(self, session: Session, data: str | bytes, binary: bool) -> None:
+        """One WebSocket data frame: rate-limited, decoded, carried out."""
+        excess = session.over_rate(time.monotonic())
+        if excess is not None:
+            if excess == 0.0:
+                send_error(session, ErrorCode.RATE_LIMIT_EXCEEDED, "too many messages; slow down")
+            elif excess > self._close_after:
+                await self._shed(session, WSCloseCode.POLICY_VIOLATION, "message rate abuse")
+            return
+        try:
+            if session.binary:
+                if not binary:
+                    raise DecodeError("text frame on a msgpack connection")
+                decoded = decode_msgpack(data)
+            else:
+                if binary:
+                    raise DecodeError("binary frame on a JSON connection")
+                decoded = decode_json(data)
+            action = parse_client_message(decoded)
+        except DecodeError as exc:
+            send_error(session, ErrorCode.INVALID_MESSAGE, str(exc)[:200])
+            return
+        except RecursionError:
+            send_error(session, ErrorCode.INVALID_MESSAGE, "nested too deeply")
+            return
+        except ProtocolError as exc:
+            send_error(session, exc.code, exc.message, exc.symbols)
+            return
+        if isinstance(action, Ping):
+            session.send(pong_message(action.timestamp))
+        elif isinstance(action, Subscribe):
+            await self.subscribe(session, action)
+        elif isinstance(action, Unsubscribe):
+            self.unsubscribe(session, action)
+
+    async def subscribe(self, session: Session, action: Subscribe, ack: bool = True) -> None:
+        """Subscribe what is valid and fits; one ack; snapshots right after it."""
+        if action.invalid:
+            send_error(session, ErrorCode.INVALID_SYMBOL,
+                       f"invalid symbols: {', '.join(action.invalid[:20])}", action.invalid[:100])
+        room = max(0, session.max_symbols - len(session.symbols))
+        new = [s for s in action.symbols if s not in session.symbols]
+        if len(new) > room:
+            send_error(session, ErrorCode.SUBSCRIPTION_LIMIT_EXCEEDED,
+                       f"at most {session.max_symbols} symbols per connection", new[room:][:100])
+            new = new[:room]
+        if not session.take_changes(time.monotonic(), len(new)):
+            send_error(session, ErrorCode.RATE_LIMIT_EXCEEDED,
+                       "too many symbol changes; slow down", new[:100])
+            new = []
+        failed = await self._hub.subscribe(session, new) if new else []
+        if failed:
+            send_error(session, ErrorCode.SUBSCRIPTION_FAILED, "could not subscribe; try again",
+                       failed)
+        subscribed = [s for s in action.symbols if s in session.symbols]
+        if not subscribed:
+            return
+        session.set_max_hz(subscribed, action.max_hz)
+        # No await since the hub added the session: the ack is queued before any update of
+        # these symbols. Snapshots follow, deduplicated by seq against ticks meanwhile.
+        if ack:
+            session.send(ack_message("subscribed", subscribed))
+        fresh = [s for s in new if s in session.symbols]
+        for tick in await self._bus.latest(fresh):
+            if tick is not None:
+                session.offer(tick, snapshot_frames(tick))
+        if stale := self._feeds.stale_among(fresh):
+            self._feeds.warn({session: stale})
+
+    def unsubscribe(self, session: Session, action: Unsubscribe) -> None:
+        if action.invalid:
+            send_error(session, ErrorCode.INVALID_SYMBOL,
+                       f"invalid symbols: {', '.join(action.invalid[:20])}", action.invalid[:100])
+        self._hub.unsubscribe(session, action.symbols)
+        session.send(ack_message("unsubscribed", action.symbols))

@@ -1,0 +1,59 @@
+"""Stand-ins for the edge's pure-logic unit tests (services/ws-edge/tests): a sink that
+records what a session writes, and small waits on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+
+class RecordingSink:
+    """The Sink protocol, recording what a session writes."""
+
+    binary = False
+    batching = True
+    answers_pings = True
+    direct = False
+
+    def __init__(self):
+        self.frames: list[dict] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.closed = False
+
+    async def write(self, frame: bytes) -> None:
+        await self.gate.wait()
+        self.frames.append(orjson.loads(frame))
+
+    async def ping(self) -> None:
+        self.frames.append({"type": "<ping>"})
+
+    async def close(self, code, reason) -> None:
+        self.closed = True
+
+    def lost(self) -> None:
+        self.closed = True
+
+    def can_write_now(self) -> bool:
+        return False
+
+    def write_now(self, frames) -> None:
+        raise AssertionError("not a direct sink")
+
+
+def updates(frames: list[dict]) -> list[tuple[str, int]]:
+    found = []
+    for frame in frames:
+        if frame["type"] == "price_update":
+            found.append((frame["symbol"], frame["seq"]))
+        elif frame["type"] == "batch_update":
+            found += [(u["symbol"], u["seq"]) for u in frame["updates"]]
+    return found
+
+
+async def settle():
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
