@@ -5,7 +5,6 @@ healthy or not-yet-long-enough case)."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,15 +14,6 @@ from deploy.support import REPO, load_yaml
 
 RULES = REPO / "deploy" / "compose" / "alerts.yml"
 TESTS = Path(__file__).parent / "alerts"
-
-
-@pytest.fixture(scope="session")
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail("promtool not found: apt-get install prometheus "
-                    "(deploy/local/install.sh --test does)", pytrace=False)
-    return path
 
 
 def alert_names() -> list[str]:
