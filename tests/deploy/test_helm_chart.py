@@ -210,6 +210,14 @@ def test_ingress_is_sticky_websocket_friendly_and_tls(rendered: Rendered):
                        "port": {"name": "http"}}
 
 
+def test_ingress_bounds_the_request_head_only_when_snippets_are_allowed(rendered_by_name):
+    snippet = "nginx.ingress.kubernetes.io/server-snippet"
+    default = rendered_by_name["default"].one("Ingress", "ws-edge")["metadata"]["annotations"]
+    assert snippet not in default, "controllers reject snippet annotations unless allowed"
+    allowed = rendered_by_name["all-features"].one("Ingress", "ws-edge")["metadata"]["annotations"]
+    assert allowed[snippet] == "client_header_timeout 10s;"
+
+
 def test_edges_autoscale_on_cpu_and_optionally_on_connections(rendered_by_name):
     for name, rendered in rendered_by_name.items():
         hpa = rendered.one("HorizontalPodAutoscaler", "ws-edge")
