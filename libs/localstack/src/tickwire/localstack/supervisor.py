@@ -96,7 +96,7 @@ class Supervisor:
             child.failures += 1
             self._log(f"{process.name} (pid {process.pid}) exited with "
                       f"{process.proc.returncode if process.proc else None}; restarting in "
-                      f"{delay:.0f}s. Last log lines:\n{process.log_tail(10)}")
+                      f"{delay:g}s. Last log lines:\n{process.log_tail(10)}")
             return False
         if now < child.restart_at:
             return False
