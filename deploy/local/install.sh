@@ -2,12 +2,14 @@
 # Installs what tickwire needs on a fresh Debian machine, skipping what is there:
 # system packages (when root), uv, the Python workspace, the Kafka jars (cached) and the
 # dashboard bundle. `install.sh --test` adds what only the tests need: Chromium for the
-# browser test and helm for the chart checks (built once into ~/.cache/tickwire/helm).
+# browser test, Debian's prometheus (promtool for the alert-rule tests, and the server the
+# dashboard-query test starts on a free port) and helm for the chart checks (built once into
+# ~/.cache/tickwire/helm).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 tools="redis-server:redis-server haproxy:haproxy java:openjdk-17-jre-headless mvn:maven npm:npm"
-[ "${1:-}" = --test ] && tools="$tools chromium:chromium"
+[ "${1:-}" = --test ] && tools="$tools chromium:chromium promtool:prometheus"
 need=()
 for pair in $tools; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || need+=("${pair##*:}")
@@ -16,6 +18,10 @@ if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    # The package enables a system Prometheus on :9090; the tests start their own.
+    if [[ " ${need[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null 2>&1; then
+      systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
   else
     echo "missing: ${need[*]} — run: sudo apt-get install ${need[*]}" >&2
     exit 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 
 import pytest
 
@@ -46,6 +47,15 @@ def helm() -> str:
             return str(candidate)
     pytest.fail(f"helm not found (looked at {', '.join(map(str, candidates))}): "
                 "install it with deploy/k8s/install-helm.sh", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail("promtool not found: apt-get install prometheus "
+                    "(deploy/local/install.sh --test does)", pytrace=False)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -252,3 +252,15 @@ def test_traces_flow_from_the_services_to_jaeger(compose):
         env = compose["services"][name]["environment"]
         assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4318"
         assert env["OTEL_SERVICE_NAME"].startswith("tickwire-")
+
+
+def test_tls_override_validates_and_mounts_files_that_exist():
+    override = load_yaml(REPO / "deploy" / "compose" / "tls.yml")
+    schema = _compose_schema()
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+              for e in validator.iter_errors(override)]
+    assert not errors, "\n".join(errors)
+    assert set(override["services"]) == {"haproxy"}
+    for source, _ in _bind_mounts(override["services"]["haproxy"]):
+        assert (REPO / source).exists(), f"tls.yml mounts missing {source}"

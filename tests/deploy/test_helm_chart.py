@@ -5,10 +5,14 @@ budgets, secrets, network policies, external or in-release Redis and Kafka."""
 
 from __future__ import annotations
 
+import subprocess
+
 import kubernetes_validate
 import pytest
+import yaml
 
-from deploy.support import (CHART, SERVICES, VALUES_FILES, Rendered, helm_args, render, run_helm)
+from deploy.support import (CHART, REPO, SERVICES, VALUES_FILES, Rendered, helm_args, load_yaml,
+                            render, run_helm)
 
 COMPONENTS = {"ws-edge": "edge", "registry": "registry", "ingestor": "ingestor"}
 
@@ -58,6 +62,31 @@ SERVICE_MONITOR_SCHEMA = {
 }
 
 
+# The PrometheusRule (monitoring.coreos.com/v1) fields the chart uses; the rules themselves
+# are checked by promtool (test_prometheus_rule_ships_the_compose_rules).
+PROMETHEUS_RULE_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "PrometheusRule"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {
+            "type": "object", "required": ["groups"], "additionalProperties": False,
+            "properties": {"groups": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "required": ["name", "rules"], "additionalProperties": False,
+                "properties": {"name": {"type": "string"}, "rules": {"type": "array", "items": {
+                    "type": "object", "required": ["alert", "expr"], "additionalProperties": False,
+                    "properties": {"alert": {"type": "string"}, "expr": {"type": "string"},
+                                   "for": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                                   "labels": {"type": "object"},
+                                   "annotations": {"type": "object"}}}}}}}}},
+    },
+}
+CRD_SCHEMAS = {"ServiceMonitor": SERVICE_MONITOR_SCHEMA, "PrometheusRule": PROMETHEUS_RULE_SCHEMA}
+
+
 def _container(deployment: dict) -> dict:
     containers = deployment["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1
@@ -82,8 +111,8 @@ def test_every_rendered_object_validates_for_kubernetes_1_30(rendered: Rendered)
     assert rendered.objects, f"{rendered.name}: nothing rendered"
     for obj in rendered.objects:
         where = f"{rendered.name}: {obj['kind']} {obj['metadata']['name']}"
-        if obj["kind"] == "ServiceMonitor":
-            errors = [e.message for e in jsonschema.Draft202012Validator(SERVICE_MONITOR_SCHEMA)
+        if obj["kind"] in CRD_SCHEMAS:
+            errors = [e.message for e in jsonschema.Draft202012Validator(CRD_SCHEMAS[obj["kind"]])
                       .iter_errors(obj)]
             assert not errors, f"{where}: {errors}"
             continue
@@ -106,6 +135,7 @@ def test_objects_of_the_trial_install(rendered_by_name):
     for kind in ("ConfigMap", "Secret", "Ingress", "HorizontalPodAutoscaler", "ServiceAccount"):
         assert kind in kinds, f"no {kind} in the default render"
     assert "ServiceMonitor" not in kinds, "the ServiceMonitor must be opt-in"
+    assert "PrometheusRule" not in kinds, "the PrometheusRule must be opt-in"
 
 
 def test_service_deployments_are_probed_bounded_and_unprivileged(rendered: Rendered):
@@ -178,6 +208,14 @@ def test_ingress_is_sticky_websocket_friendly_and_tls(rendered: Rendered):
     backend = spec["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": rendered.one("Service", "ws-edge")["metadata"]["name"],
                        "port": {"name": "http"}}
+
+
+def test_ingress_bounds_the_request_head_only_when_snippets_are_allowed(rendered_by_name):
+    snippet = "nginx.ingress.kubernetes.io/server-snippet"
+    default = rendered_by_name["default"].one("Ingress", "ws-edge")["metadata"]["annotations"]
+    assert snippet not in default, "controllers reject snippet annotations unless allowed"
+    allowed = rendered_by_name["all-features"].one("Ingress", "ws-edge")["metadata"]["annotations"]
+    assert allowed[snippet] == "client_header_timeout 10s;"
 
 
 def test_edges_autoscale_on_cpu_and_optionally_on_connections(rendered_by_name):
@@ -283,6 +321,34 @@ def test_service_monitor_labels_targets_like_compose(rendered_by_name):
             "targetLabel": "tickwire_service"} in endpoint["relabelings"]
     selected = monitor["spec"]["selector"]["matchExpressions"][0]["values"]
     assert sorted(selected) == sorted(COMPONENTS)
+
+
+def test_prometheus_rule_ships_the_compose_rules(rendered_by_name, promtool, tmp_path):
+    """The same groups and rules as deploy/compose/alerts.yml; only the memory rule reads each
+    pod's limit from kube-state-metrics instead of compose's 512 MiB. promtool accepts them."""
+    rule = rendered_by_name["all-features"].of_kind("PrometheusRule")
+    assert len(rule) == 1
+    assert rule[0]["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    groups = rule[0]["spec"]["groups"]
+    compose = load_yaml(REPO / "deploy" / "compose" / "alerts.yml")["groups"]
+    memory = {"TickwireMemoryHigh"}
+
+    def without_memory(gs):
+        return [{**g, "rules": [r for r in g["rules"] if r.get("alert") not in memory]} for g in gs]
+
+    assert without_memory(groups) == without_memory(compose)
+    ours = next(r for g in groups for r in g["rules"] if r["alert"] in memory)
+    theirs = next(r for g in compose for r in g["rules"] if r["alert"] in memory)
+    assert "kube_pod_container_resource_limits" in ours["expr"] and "> 0.8" in ours["expr"]
+    assert {k: v for k, v in ours.items() if k not in ("expr", "annotations")} == \
+        {k: v for k, v in theirs.items() if k not in ("expr", "annotations")}
+    assert ours["annotations"]["summary"] == theirs["annotations"]["summary"]
+
+    rendered = tmp_path / "rules.yml"
+    rendered.write_text(yaml.safe_dump({"groups": groups}))
+    result = subprocess.run([promtool, "check", "rules", str(rendered)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("overrides, message", [

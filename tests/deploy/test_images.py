@@ -163,3 +163,45 @@ def test_healthcheck_fails_on_503_and_on_a_closed_port():
         closed = sock.getsockname()[1]
     result = _healthcheck({"TICKWIRE_EDGE_PORT": str(closed)})
     assert result.returncode == 1 and f"127.0.0.1:{closed}" in result.stderr
+
+
+def _stages(steps: list[tuple[str, str]]) -> dict[str, list[tuple[str, str]]]:
+    """Instructions by stage name (`FROM image AS name`)."""
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
+    for word, args in steps:
+        if word == "FROM":
+            current = stages.setdefault(args.split()[-1] if " AS " in args.upper() else args, [])
+        current.append((word, args))
+    return stages
+
+
+def test_edge_image_bundles_the_dashboard_it_serves():
+    steps = _instructions(REPO / "services" / "ws-edge" / "Dockerfile")
+    stages = _stages(steps)
+    node = [name for name, stage in stages.items() if "NODE_IMAGE" in stage[0][1]]
+    assert node, "no node stage (FROM ${NODE_IMAGE} AS ...)"
+    dashboard = stages[node[0]]
+    copies = [args for word, args in dashboard if word == "COPY"]
+    assert copies[0] == "libs/web-client/package.json libs/web-client/package-lock.json ./", \
+        "the lock is copied (and installed) before the sources"
+    runs = [args for word, args in dashboard if word == "RUN"]
+    assert any("npm ci" in run for run in runs), "dependencies from package-lock.json (npm ci)"
+    build = next(run for run in runs if "build-dashboard.mjs" in run)
+    out = re.search(r"TICKWIRE_DASHBOARD_OUT=(\S+)", build).group(1)
+
+    served = "services/ws-edge/src/tickwire/edge/static/dashboard"
+    app = (REPO / "services/ws-edge/src/tickwire/edge/app.py").read_text()
+    assert 'STATIC = Path(__file__).parent / "static"' in app
+    assert "../../services/ws-edge/src/tickwire/edge/static/dashboard" in \
+        (REPO / "libs/web-client/scripts/build-dashboard.mjs").read_text()
+    build_stage = stages["build"]
+    copy = f"--from={node[0]} {out} {served}"
+    assert ("COPY", copy) in build_stage, f"build stage lacks COPY {copy}"
+    last_sync = max(i for i, (word, args) in enumerate(build_stage) if "uv sync" in args)
+    assert build_stage.index(("COPY", copy)) < last_sync, "the wheel is built after the copy"
+    # hatchling drops .gitignore'd files from wheels, and the dashboard is .gitignore'd:
+    # the context must not carry a .gitignore.
+    allowed = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+               if line.strip().startswith("!")]
+    assert not any(".gitignore" in line for line in allowed)

@@ -79,7 +79,8 @@ def ensure_kafka_jars() -> Path:
 
 
 def start_kafka(port: int, controller_port: int, workdir: Path, timeout: float = 90) -> ManagedProcess:
-    """A fresh single-node KRaft cluster in `workdir`; returns once the broker is started."""
+    """A fresh single-node KRaft cluster in `workdir`; returns once the broker is started.
+    Started again (ManagedProcess.start), it keeps that cluster's data."""
     java = _require("java", "openjdk-17-jre-headless")
     libs = ensure_kafka_jars()
     data = workdir / "data"
@@ -105,17 +106,22 @@ def start_kafka(port: int, controller_port: int, workdir: Path, timeout: float =
     return process
 
 
-def render_haproxy(port: int, edges: list[tuple[str, int]], target: Path) -> Path:
+def render_haproxy(port: int, edges: list[tuple[str, int]], target: Path,
+                   tls: tuple[int, Path] | None = None) -> Path:
+    """The config `make run` uses; `tls` = (port, PEM of certificate + key) adds a TLS bind."""
     servers = "\n".join(
         f"    server {name} 127.0.0.1:{edge_port} check cookie {name}" for name, edge_port in edges)
-    return _render("haproxy.cfg.in", target, port=port, servers=servers)
+    tls_bind = f"    bind 127.0.0.1:{tls[0]} ssl crt {tls[1]} alpn http/1.1\n" if tls else ""
+    return _render("haproxy.cfg.in", target, port=port, servers=servers, tls_bind=tls_bind)
 
 
-def start_haproxy(port: int, edges: list[tuple[str, int]], workdir: Path) -> ManagedProcess:
+def start_haproxy(port: int, edges: list[tuple[str, int]], workdir: Path,
+                  tls: tuple[int, Path] | None = None) -> ManagedProcess:
     haproxy = _require("haproxy", "haproxy")
-    cfg = render_haproxy(port, edges, workdir / "haproxy.cfg")
+    cfg = render_haproxy(port, edges, workdir / "haproxy.cfg", tls)
     subprocess.run([haproxy, "-c", "-q", "-f", str(cfg)], check=True)
     process = ManagedProcess("haproxy", [haproxy, "-db", "-f", str(cfg)],
                              workdir / "haproxy.log").start()
-    process.wait_until(lambda: port_open(port), 20, f"listening on {port}")
+    process.wait_until(lambda: port_open(port) and (tls is None or port_open(tls[0])), 20,
+                       f"listening on {port}")
     return process

@@ -1,4 +1,8 @@
-"""A child process that is always stopped by its own PID, and readiness waits."""
+"""A child process that is always stopped by its own PID, and readiness waits.
+
+A ManagedProcess can be started again after it exited: the same command line, environment
+and log file, so a restart comes back on the same ports and data directory.
+"""
 
 from __future__ import annotations
 
@@ -26,12 +30,18 @@ class ManagedProcess:
         self.env = env
         self.cwd = cwd
         self.proc: subprocess.Popen | None = None
+        # What "ready" means for this process, set by whoever knows (a port, /readyz);
+        # a supervisor asks it again after a restart.
+        self.ready: Callable[[], bool] = self.alive
 
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
     def start(self) -> ManagedProcess:
+        """Spawn the command (again, if it ran before and exited)."""
+        if self.alive():
+            raise RuntimeError(f"{self.name} is already running as {self.pid}")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
@@ -50,6 +60,8 @@ class ManagedProcess:
             return ""
 
     def wait_until(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+        """Wait for `ready`, which also becomes this process's readiness check."""
+        self.ready = ready
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive():

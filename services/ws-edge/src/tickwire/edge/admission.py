@@ -39,11 +39,21 @@ class Admission:
         self.draining = False
 
     def client_address(self, request: web.Request) -> str:
-        peer = request.remote or ""
-        forwarded = request.headers.get("X-Forwarded-For")
-        if forwarded and self._trusted(peer):
-            return forwarded.split(",")[-1].strip() or peer
-        return peer
+        """The nearest address no trusted proxy vouches for. Proxies append to
+        X-Forwarded-For (HAProxy as a header line of its own, after the client's), so only
+        entries right of the last untrusted hop are believed: walking from the peer leftwards,
+        each trusted hop's entry is taken while it is a valid IP address."""
+        address = request.remote or ""
+        entries = [entry.strip() for line in request.headers.getall("X-Forwarded-For", ())
+                   for entry in line.split(",")]
+        for entry in reversed(entries):
+            if not self._trusted(address):
+                break
+            try:
+                address = str(ipaddress.ip_address(entry))
+            except ValueError:
+                break
+        return address
 
     def _trusted(self, peer: str) -> bool:
         try:
