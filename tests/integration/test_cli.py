@@ -34,9 +34,10 @@ async def test_watch_once_as_text_and_as_a_table(stack):
     text = await run("watch", "AAPL", "NVDA", "--once", "--url", lb.url)
     assert text.code == 0, text.err
     lines = text.out.splitlines()
-    assert lines[0].startswith("# LIVE") and f"{lb.ws_url}" in lines[0]
-    assert {line.split()[0] for line in lines[1:]} >= {"AAPL", "NVDA"}
-    assert all(re.search(r"\bpush\b.*\bseq \d+", line) for line in lines[1:])
+    assert any(line.startswith("# LIVE") and lb.ws_url in line for line in lines)
+    quotes = [line for line in lines if not line.startswith("#")]
+    assert {line.split()[0] for line in quotes} >= {"AAPL", "NVDA"}
+    assert all(re.search(r"\bpush\b.*\bseq \d+", line) for line in quotes)
 
     table = await run("watch", "AAPL", "--once", "--output", "table", "--url", lb.url)
     assert table.code == 0, table.err
@@ -128,11 +129,18 @@ async def test_watch_falls_back_to_polling_and_returns_live(stack):
         await watch.until(lambda r: r.get("status") == "live", timeout=40)
         back = await watch.until(lambda r: r.get("symbol") == "AAPL" and r["realTime"])
         assert back["seq"] > polled[1]["seq"]
+        shown = [r["status"] for r in watch.lines if "symbol" not in r]
+        assert _in_order(shown, ["live", "reconnecting", "delayed", "live"]), shown
     finally:
         code = await watch.stop()
         await keeper.close()
         await blocker.stop()
     assert code == 130  # interrupted, as Ctrl-C would
+
+
+def _in_order(seen: list[str], wanted: list[str]) -> bool:
+    it = iter(seen)
+    return all(any(s == w for s in it) for w in wanted)
 
 
 async def _status_until(urls, check, timeout: float = 30.0) -> dict:

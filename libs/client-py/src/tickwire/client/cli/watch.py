@@ -133,6 +133,10 @@ async def run(endpoints: Endpoints, symbols: list[str], *, count: int | None, on
             out.write(f"# {connection_line(client).plain}\n")
         out.flush()
 
+    # Every change as it happens (a loop pass could miss a short Reconnecting); the
+    # closing at exit is not one to show.
+    forget = client.on_connection_change(lambda _: show_status()) if output != "table" \
+        else (lambda: None)
     try:
         if live is not None:
             live.start()
@@ -145,8 +149,6 @@ async def run(endpoints: Endpoints, symbols: list[str], *, count: int | None, on
                 update = None
             except StopAsyncIteration:
                 return 1
-            if output != "table":
-                show_status()
             if update is not None:
                 screen.take(update)
                 if output == "json":
@@ -158,6 +160,7 @@ async def run(endpoints: Endpoints, symbols: list[str], *, count: int | None, on
                 live.update(table(screen, client), refresh=True)
         return 0
     finally:
+        forget()
         await client.disconnect()
         if live is not None:
             live.stop()
