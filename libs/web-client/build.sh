@@ -3,7 +3,7 @@
 # (services/ws-edge/src/tickwire/edge/static/dashboard/). The npm cache lives outside
 # the clone: $NPM_CONFIG_CACHE if set, else ~/.cache/tickwire/npm.
 #   libs/web-client/build.sh           install if package-lock.json changed, then build
-#   libs/web-client/build.sh --test    also type-check and run the Vitest suite
+#   libs/web-client/build.sh --test    also type-check, run the Vitest suite and build dist/
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -21,5 +21,6 @@ fi
 if [[ ${1:-} == --test ]]; then
   npx --no-install tsc --noEmit
   npx --no-install vitest run
+  npm run --silent build:lib   # the installable package (dist/): what `npm pack` ships
 fi
 node scripts/build-dashboard.mjs

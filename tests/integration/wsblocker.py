@@ -90,6 +90,11 @@ class WsBlocker:
                          b"Connection: close\r\n\r\n")
             await writer.drain()
             return
+        if not is_websocket:
+            # Only a connection's first request is inspected: one HTTP request per
+            # connection, so a client cannot reuse a REST keep-alive connection for an
+            # upgrade that would slip past the block.
+            head = head[:-2] + b"Connection: close\r\n\r\n"
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream_port)
         if is_websocket:
             self._sockets |= {writer, up_writer}

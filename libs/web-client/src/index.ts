@@ -16,3 +16,5 @@ export {
   WebSocketService,
 } from "./WebSocketService";
 export type { ServiceOptions, WebSocketFactory, WebSocketLike } from "./WebSocketService";
+export { clientOptionsFromViteEnv } from "./viteConfig";
+export type { ViteClientOptions, ViteEnv } from "./viteConfig";

@@ -259,7 +259,8 @@ class TickwireClient:
             return
         self._stopping = False
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self.config.tls))
             self._fetcher = QuoteFetcher(self._session, self.config.rest_base, self._auth(),
                                          timeout=max(self.config.connect_timeout, 1.0))
         first: asyncio.Future[None] = asyncio.get_running_loop().create_future()

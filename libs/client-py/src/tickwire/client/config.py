@@ -5,9 +5,17 @@ Durations are in seconds (the TypeScript client takes milliseconds, as the seed 
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
+
+
+def trusting(ca_file: str) -> ssl.SSLContext:
+    """A client TLS context that trusts the system's certificates and those in `ca_file`."""
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=ca_file)
+    return context
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +44,11 @@ class ClientConfig:
     """A JWT for edges that require one; sent as `Authorization: Bearer`."""
     update_buffer_size: int = 10_000
     """Per `updates()` iterator; when a consumer falls this far behind, the oldest go."""
+    ca_file: str | None = None
+    """A PEM file of certificates to trust for wss:// and https:// (e.g. the local stack's
+    generated CA), in addition to the system's."""
+    ssl_context: ssl.SSLContext | None = None
+    """A ready TLS context for wss:// and https://; takes precedence over `ca_file`."""
 
     def __post_init__(self) -> None:
         if urlsplit(self.url).scheme not in ("ws", "wss"):
@@ -46,6 +59,18 @@ class ClientConfig:
                 raise ValueError(f"{name} must be > 0")
         if self.max_reconnect_attempts < 1 or self.message_queue_size < 1:
             raise ValueError("max_reconnect_attempts and message_queue_size must be >= 1")
+        if self.ca_file is not None and self.ssl_context is None:
+            try:
+                # Built once, here: a missing or unreadable file is a config error, not
+                # a connection failure retried forever.
+                object.__setattr__(self, "ssl_context", trusting(self.ca_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"ca_file {self.ca_file!r}: {exc}") from exc
+
+    @property
+    def tls(self) -> ssl.SSLContext | bool:
+        """What aiohttp takes as `ssl=`: the configured context, or True (system trust)."""
+        return self.ssl_context if self.ssl_context is not None else True
 
     @property
     def rest_base(self) -> str:
