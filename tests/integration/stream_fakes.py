@@ -49,6 +49,7 @@ class Fake:
     conns: list[_Conn] = field(default_factory=list)
     connects: int = 0
     auth_failures: int = 0
+    refused: int = 0                    # connections over the connection limit
     most_connections: int = 0
     most_symbols: int = 0               # per connection, at any moment
     log: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (action, symbols)
@@ -208,13 +209,15 @@ class FakeStreams:
 
     async def _alpaca(self, request: web.Request) -> web.StreamResponse:
         fake = self.fakes[ALPACA]
+        if fake.open_connections() >= fake.connection_limit:
+            fake.refused += 1
+            ws = web.WebSocketResponse()
+            await ws.prepare(request)
+            await ws.send_json([{"T": "error", "code": 406, "msg": "connection limit exceeded"}])
+            await ws.close()
+            return ws
         ws, conn = await self._open(request, fake)
         try:
-            if fake.open_connections() > fake.connection_limit:
-                await ws.send_json([{"T": "error", "code": 406,
-                                     "msg": "connection limit exceeded"}])
-                await ws.close()
-                return ws
             await ws.send_json([{"T": "success", "msg": "connected"}])
             auth = _json(await ws.receive())
             if not (isinstance(auth, dict) and auth.get("action") == "auth"

@@ -109,6 +109,7 @@ async def test_subscriptions_follow_the_wanted_set_and_survive_drops_and_junk(
         # Nothing wanted and no interest: the connection closes.
         conn.want(set(), interested=False)
         await until(lambda: fake.open_connections() == 0 and conn.state == "idle")
+        assert conn.reconnects == 1
     assert fake.most_connections == 1
 
 
@@ -151,7 +152,7 @@ async def test_alpaca_second_connection_of_a_key_is_refused_and_retried(fake_str
         await until(lambda: fake.subscribed() == {"AAPL"})
         async with running(adapter_for(fakes, ALPACA), Sink()) as second:
             second.want({"MSFT"}, interested=True)
-            await until(lambda: second.reconnects >= 2)  # 406 each time, backing off
+            await until(lambda: second.reconnects >= 2 and fake.refused >= 2)  # 406, backing off
             assert second.state != "connected" and fake.subscribed() == {"AAPL"}
         first.want(set(), interested=False)
         await until(lambda: fake.open_connections() == 0)
