@@ -184,6 +184,7 @@ def trial(stack, workdir: Path, symbols: int, rate: float, seconds: float,
         source.expect("subscribed", timeout=300)
         trades_before = metric(ingestor_port, "tickwire_ingestor_stream_trades_total") or 0.0
         ticks_before = metric(ingestor_port, "tickwire_ingestor_stream_ticks_total") or 0.0
+        held_before = metric(ingestor_port, "tickwire_ingestor_stream_latency_seconds_sum") or 0.0
         cpu_before = cpu_seconds(ingestor.pid)
         source.conn.send(("go",))
         _, sent, sent_at = source.expect("done", timeout=seconds + 120)
@@ -191,6 +192,7 @@ def trial(stack, workdir: Path, symbols: int, rate: float, seconds: float,
         cpu = cpu_seconds(ingestor.pid) - cpu_before
         trades = (metric(ingestor_port, "tickwire_ingestor_stream_trades_total") or 0) - trades_before
         ticks = (metric(ingestor_port, "tickwire_ingestor_stream_ticks_total") or 0) - ticks_before
+        held = (metric(ingestor_port, "tickwire_ingestor_stream_latency_seconds_sum") or 0) - held_before
         watcher.conn.send(("stop",))
         _, received = watcher.expect("received", timeout=60)
     finally:
@@ -207,6 +209,8 @@ def trial(stack, workdir: Path, symbols: int, rate: float, seconds: float,
     return {"symbols": symbols, "rate": rate, "seconds": seconds, "trades_sent": int(sent),
             "trades_in": int(trades), "ticks_out": int(ticks), "updates_received": len(received),
             "latency_ms": percentiles(np.array(latencies, dtype=np.float64)),
+            # Of that, inside the ingestor: a trade's arrival to its tick's publish (mean).
+            "ingestor_ms_mean": round(held / ticks * 1000, 3) if ticks else None,
             "ingestor_cpu_us_per_trade": round(cpu / trades * 1e6, 2) if trades else None,
             "ingestor_cpu_cores": round(cpu / (seconds + drain), 3)}
 

@@ -95,3 +95,23 @@ async def test_conflation_publishes_the_newest_state_at_most_once_per_interval()
         await asyncio.sleep(0.01)
     assert published == [1, 5, 6]
     await conflator.close()
+
+
+def test_stream_order_defaults_and_a_named_stream_needs_its_key():
+    import pytest
+    from pydantic import ValidationError
+
+    from tickwire.ingestor.settings import IngestorSettings
+
+    assert IngestorSettings().stream_order() == ["simulated"]          # offline default
+    assert IngestorSettings(providers="simulated").stream_order() == []  # polling was chosen
+    assert IngestorSettings(streams="off").stream_order() == []
+    keyed = IngestorSettings(finnhub_api_key="k", alpaca_key_id="i", alpaca_secret_key="s")
+    assert keyed.stream_order() == ["finnhub", "alpaca"]
+    assert IngestorSettings(twelvedata_api_key="k").stream_order() == []  # only when named
+    assert IngestorSettings(streams="alpaca,simulated", alpaca_key_id="i",
+                            alpaca_secret_key="s").stream_order() == ["alpaca", "simulated"]
+    with pytest.raises(ValidationError, match="needs TICKWIRE_INGESTOR_ALPACA_SECRET_KEY"):
+        IngestorSettings(streams="alpaca", alpaca_key_id="i")
+    with pytest.raises(ValidationError, match="unknown stream"):
+        IngestorSettings(streams="polygon")

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from tickwire.core.settings import ServiceSettings
@@ -8,6 +8,8 @@ from tickwire.core.settings import ServiceSettings
 KNOWN_PROVIDERS = ("twelvedata", "alphavantage", "simulated", "replay")
 KNOWN_STREAMS = ("finnhub", "alpaca", "twelvedata", "simulated")
 NO_STREAMS = "off"
+STREAM_KEYS = {"finnhub": ("finnhub_api_key",), "alpaca": ("alpaca_key_id", "alpaca_secret_key"),
+               "twelvedata": ("twelvedata_api_key",)}
 
 
 class IngestorSettings(ServiceSettings):
@@ -37,9 +39,6 @@ class IngestorSettings(ServiceSettings):
     replay_file: str = Field("", description="CSV of quotes; empty: the sample in the package")
     replay_speed: float = Field(1.0, gt=0, description="replay clock speed (2: twice real time)")
 
-    streams: str = Field("", description="comma-separated order of upstream WebSocket streams; "
-                                         "empty: finnhub/alpaca when keyed, else simulated "
-                                         "when polling is the offline default; off: none")
     finnhub_api_key: str = ""
     finnhub_ws_url: str = "wss://ws.finnhub.io"
     finnhub_stream_symbols: int = Field(50, ge=1, description="symbols one Finnhub key streams")
@@ -52,6 +51,10 @@ class IngestorSettings(ServiceSettings):
                                            "streams")
     simulated_stream_symbols: int = Field(1000, ge=1)
     simulated_trades_per_second: float = Field(10.0, gt=0, description="per symbol, on average")
+    # After the keys: its validator checks the named streams have theirs.
+    streams: str = Field("", description="comma-separated order of upstream WebSocket streams; "
+                                         "empty: finnhub/alpaca when keyed, else simulated "
+                                         "when polling is the offline default; off: none")
     max_ticks_per_second: float = Field(20.0, gt=0, description="per symbol: stream trades are "
                                         "conflated to at most this many ticks")
     stream_lease_seconds: float = Field(10.0, gt=0, description="how long a replica's hold on "
@@ -79,7 +82,7 @@ class IngestorSettings(ServiceSettings):
 
     @field_validator("streams")
     @classmethod
-    def _known_streams(cls, value: str) -> str:
+    def _known_streams(cls, value: str, info: ValidationInfo) -> str:
         chosen = provider_list(value)
         if chosen == [NO_STREAMS]:
             return value
@@ -87,6 +90,10 @@ class IngestorSettings(ServiceSettings):
         if unknown:
             raise ValueError(f"unknown stream {unknown[0]!r} "
                              f"(known: {', '.join(KNOWN_STREAMS)}, or {NO_STREAMS})")
+        for stream in chosen:
+            for key in STREAM_KEYS.get(stream, ()):
+                if not info.data.get(key):
+                    raise ValueError(f"the {stream} stream needs TICKWIRE_INGESTOR_{key.upper()}")
         return value
 
     @field_validator("replay_file")

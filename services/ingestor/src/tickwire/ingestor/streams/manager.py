@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from opentelemetry import trace
+from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from tickwire.core.models import FeedState, StockQuote
@@ -91,11 +92,16 @@ class StreamManager:
         self._paused: dict[str, float] = {}       # symbol → monotonic time it may stream again
         self._unsaved: dict[str, Session] = {}    # sessions of demoted symbols, not yet saved
         self._conflator = Conflator(max_ticks_per_second, self._publish, clock)
+        # Labelled counters looked up once: they are bumped per trade.
+        self._trades: dict[str, Counter] = {}
+        self._ticks: dict[str, Counter] = {}
         self.redis_ok = True
 
     def add(self, stream: Stream) -> None:
         self.streams.append(stream)
         self._by_name[stream.name] = stream
+        self._trades[stream.name] = STREAM_TRADES.labels(stream.name)
+        self._ticks[stream.name] = STREAM_TICKS.labels(stream.name)
 
     # -- from the streams -------------------------------------------------------------
 
@@ -103,7 +109,7 @@ class StreamManager:
         entry = self.streamed.get(trade.symbol)
         if entry is None or entry.stream != stream:
             return  # a late trade of a symbol just handed back
-        STREAM_TRADES.labels(stream).inc()
+        self._trades[stream].inc()
         entry.session.apply(trade)
         entry.last_trade = self._clock()
         entry.dirty = True
@@ -133,7 +139,7 @@ class StreamManager:
         self.redis_ok = True
         if tick is not None:
             TICKS_PUBLISHED.inc()
-            STREAM_TICKS.labels(entry.stream).inc()
+            self._ticks[entry.stream].inc()
             if received is not None:
                 STREAM_LATENCY.observe(self._clock() - received)
 

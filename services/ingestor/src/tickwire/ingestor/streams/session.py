@@ -40,9 +40,29 @@ def new_york(at: float) -> datetime:
     return utc - timedelta(hours=4 if start <= utc < end else 5)
 
 
+_session_cache: tuple[float, float, str] = (0.0, 0.0, "")  # [start, end) → session
+
+
+def _open_at(day: date) -> float:
+    """Unix time of the 09:30 New York open on `day` (09:30 is never inside a DST switch)."""
+    for offset in (4, 5):
+        at = datetime.combine(day, datetime.min.time(), timezone.utc).timestamp() + (
+            9.5 + offset) * 3600
+        if new_york(at).hour == 9:
+            return at
+    raise AssertionError(f"no 09:30 on {day}")
+
+
 def session_of(at: float) -> str:
-    """The session a moment belongs to: the New York date of the last 09:30 open before it."""
-    return (new_york(at) - OPEN).date().isoformat()
+    """The session a moment belongs to: the New York date of the last 09:30 open before it.
+    Every trade asks, so the current session's span is remembered."""
+    global _session_cache
+    start, end, session = _session_cache
+    if start <= at < end:
+        return session
+    day = (new_york(at) - OPEN).date()
+    _session_cache = (_open_at(day), _open_at(day + timedelta(days=1)), day.isoformat())
+    return _session_cache[2]
 
 
 def market_open(at: float) -> bool:
