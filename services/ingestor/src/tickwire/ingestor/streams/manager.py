@@ -125,23 +125,29 @@ class StreamManager:
         entry = self.streamed.get(symbol)
         return entry.session.price if entry is not None else None
 
-    async def _publish(self, symbol: str) -> None:
-        entry = self.streamed.get(symbol)
-        if entry is None:
+    async def _publish(self, symbols: list[str]) -> None:
+        """Publish the newest state of the symbols still streamed, in one batch."""
+        quotes, received = [], {}
+        for symbol in symbols:
+            entry = self.streamed.get(symbol)
+            if entry is not None:
+                quotes.append(entry.session.quote(symbol, self._by_name[entry.stream].source))
+                received[symbol] = (entry.stream, entry.last_trade)
+        if not quotes:
             return
-        received = entry.last_trade
-        quote = entry.session.quote(symbol, self._by_name[entry.stream].source)
         try:
-            tick = await self.publisher.publish(quote)
+            ticks = await self.publisher.publish_many(quotes)
         except (RedisError, OSError) as exc:
-            self._redis_failed("publishing a stream tick", exc)
+            self._redis_failed("publishing stream ticks", exc)
             return
         self.redis_ok = True
-        if tick is not None:
-            TICKS_PUBLISHED.inc()
-            self._ticks[entry.stream].inc()
-            if received is not None:
-                STREAM_LATENCY.observe(self._clock() - received)
+        now = self._clock()
+        TICKS_PUBLISHED.inc(len(ticks))
+        for tick in ticks:
+            stream, at = received[tick.symbol]
+            self._ticks[stream].inc()
+            if at is not None:
+                STREAM_LATENCY.observe(now - at)
 
     # -- the loop ---------------------------------------------------------------------
 
