@@ -22,19 +22,22 @@ SMOKE = ["--clients", str(CLIENTS), "--symbols", "25", "--per-client", "4", "--r
          "--upstream-rate", "200", "--upstream-symbols", "20", "--upstream-seconds", "2"]
 
 
-def run_bench(out: Path) -> subprocess.CompletedProcess:
-    process = subprocess.Popen([sys.executable, "-m", "bench.run", *SMOKE, "--out", str(out)],
-                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
+def run_module(module: str, *argv: str, timeout: float = 540) -> subprocess.CompletedProcess:
+    process = subprocess.Popen([sys.executable, "-m", module, *argv], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        output, _ = process.communicate(timeout=540)
+        output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         # SIGTERM by PID: the runner unwinds and stops its own children the same way.
         os.kill(process.pid, signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
-        pytest.fail(f"bench did not finish:\n{output[-3000:]}")
+        pytest.fail(f"{module} did not finish:\n{output[-3000:]}")
     assert process.returncode == 0, output[-3000:]
     return subprocess.CompletedProcess(process.args, process.returncode, output)
+
+
+def run_bench(out: Path) -> subprocess.CompletedProcess:
+    return run_module("bench.run", *SMOKE, "--out", str(out))
 
 
 def consistent_window(figures: dict) -> None:
@@ -130,17 +133,8 @@ def consistent_upstream(result: dict) -> None:
 @pytest.mark.timeout(300)
 def test_upstream_trial_alone_reports_consistent_figures(tmp_path: Path):
     out = tmp_path / "upstream.json"
-    process = subprocess.Popen([sys.executable, "-m", "bench.upstream", "--rate", "200",
-                                "--symbols", "20", "--seconds", "2", "--out", str(out)],
-                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
-    try:
-        output, _ = process.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.kill(process.pid, signal.SIGTERM)
-        output, _ = process.communicate(timeout=60)
-        pytest.fail(f"upstream trial did not finish:\n{output[-3000:]}")
-    assert process.returncode == 0, output[-3000:]
+    run_module("bench.upstream", "--rate", "200", "--symbols", "20", "--seconds", "2",
+               "--out", str(out), timeout=240)
     result = json.loads(out.read_text())
     consistent_upstream(result)
     assert set(result["figures"]) == {"upstream_trades_in_per_s", "upstream_ticks_out_per_s",

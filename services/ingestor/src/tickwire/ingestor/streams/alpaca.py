@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from tickwire.ingestor.streams.base import (AuthFailed, Control, Event, Held, JunkFrame, Rejected,
+from tickwire.ingestor.streams.base import (AuthFailed, Control, Event, JunkFrame, Rejected,
                                             Trade, Wire, positive, size_of, symbol_of)
 
 AUTH_CODES = {401, 402, 403, 404, 409}  # not authenticated, auth failed / timeout, no plan
@@ -85,11 +85,10 @@ def _event(item: Any) -> Event:
     if kind == "t":
         return Trade(symbol_of(item.get("S")), positive(item.get("p"), "p"),
                      size_of(item.get("s"), "s"), rfc3339(item.get("t")))
-    if kind == "subscription":
-        trades = item.get("trades")
-        if not isinstance(trades, list):
+    if kind == "subscription":  # the set held, after each request: refusals come as errors
+        if not isinstance(item.get("trades"), list):
             raise JunkFrame("subscription without a 'trades' list")
-        return Held(tuple(symbol_of(s) for s in trades))
+        return Control()
     if kind == "error":
         return Rejected(str(item.get("msg", ""))[:200], str(item.get("code", "error")))
     if isinstance(kind, str):

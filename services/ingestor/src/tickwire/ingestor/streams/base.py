@@ -42,18 +42,11 @@ class Rejected:
 
 
 @dataclass(frozen=True, slots=True)
-class Held:
-    """The provider confirmed these symbols are subscribed (a full list)."""
-
-    symbols: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class Control:
     """A frame with no data for us (pings, heartbeat answers, other message types)."""
 
 
-Event = Trade | Rejected | Held | Control
+Event = Trade | Rejected | Control
 
 
 class Wire(Protocol):

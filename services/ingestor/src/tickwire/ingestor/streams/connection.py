@@ -29,8 +29,8 @@ from redis.exceptions import RedisError
 
 from tickwire.ingestor.metrics import (STREAM_CONNECTED, STREAM_ERRORS, STREAM_JUNK,
                                        STREAM_RECONNECTS)
-from tickwire.ingestor.streams.base import (AuthFailed, Held, JunkFrame, Rejected,
-                                            StreamAdapter, Trade)
+from tickwire.ingestor.streams.base import (AuthFailed, JunkFrame, Rejected, StreamAdapter,
+                                            Trade)
 from tickwire.ingestor.streams.lease import ConnectionLease
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,6 @@ class StreamConnection:
         self._wanted: set[str] = set()
         self._interested = False
         self.held: set[str] = set()           # subscribed on the open connection
-        self.provider_held: tuple[str, ...] | None = None  # what the provider last confirmed
         self._last_batch: list[str] = []
         self._logged: set[tuple[str, str]] = set()
         self.state = "idle"
@@ -244,8 +243,6 @@ class StreamConnection:
                         self._sink.on_trade(self.name, event)
                 elif isinstance(event, Rejected):
                     self._rejected(event)
-                elif isinstance(event, Held):
-                    self.provider_held = event.symbols
 
     # -- failures -----------------------------------------------------------------------
 
