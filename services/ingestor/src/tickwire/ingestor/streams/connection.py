@@ -87,6 +87,9 @@ class StreamConnection:
         self._interested = False
         self.held: set[str] = set()           # subscribed on the open connection
         self._last_batch: list[str] = []
+        # Refused symbols to unsubscribe anyway: an error that names none is blamed on the
+        # newest batch, some of which the provider may hold; this keeps its set equal to ours.
+        self._to_drop: set[str] = set()
         self._logged: set[tuple[str, str]] = set()
         self.state = "idle"
         self.reconnects = 0
@@ -167,7 +170,7 @@ class StreamConnection:
                                           heartbeat=30.0, max_msg_size=8 * 2**20) as ws:
                 await asyncio.wait_for(self.adapter.handshake(_Wire(ws)), HANDSHAKE_TIMEOUT)
                 self._set_state("connected")
-                self.held = set()
+                self.held, self._to_drop = set(), set()
                 self._logged.clear()
                 reader = asyncio.create_task(self._read(ws), name=f"{self.name}-read")
                 try:
@@ -214,7 +217,8 @@ class StreamConnection:
 
     async def _sync(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Make the provider's set the wanted set (in the wanted set's order of arrival)."""
-        gone = sorted(self.held - self._wanted)
+        gone = sorted((self.held - self._wanted) | self._to_drop)
+        self._to_drop = set()
         new = sorted(self._wanted - self.held)
         if gone:
             for frame in self.adapter.unsubscribe(gone):
@@ -251,6 +255,8 @@ class StreamConnection:
         self._error(event.code, event.reason, symbols)
         self.held.difference_update(symbols)
         self._wanted.difference_update(symbols)
+        self._to_drop.update(symbols)
+        self._changed.set()
         if symbols:
             self._sink.on_rejected(self.name, symbols, f"{self.name}: {event.reason}")
 
