@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from bench import injector, loadgen
+from bench import injector, loadgen, upstream
 from bench.analysis import Joined, latency_timeline, percentiles
 from bench.workload import Workload
 from tickwire.localstack import (ManagedProcess, ServiceLauncher, free_port, start_kafka,
@@ -92,6 +92,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "path, not the clients (0: every tick is delivered, and the baseline, "
                         "which has no maxHz, runs too)")
     i.add_argument("--ingest-seconds", type=float, default=5.0, help="measured seconds")
+    u = p.add_argument_group("upstream stream (issue #15: provider trade to client, bench/upstream.py)")
+    u.add_argument("--upstream-rate", type=float, default=10_000.0,
+                   help="trades/s a fake Finnhub streams to the ingestor (0 skips the trial)")
+    u.add_argument("--upstream-symbols", type=int, default=500)
+    u.add_argument("--upstream-seconds", type=float, default=10.0, help="measured seconds")
     g = p.add_argument_group("load generation")
     g.add_argument("--loaders", type=int, default=max(2, cpus - 1),
                    help="load-generator processes")
@@ -661,6 +666,8 @@ def targets(medians: dict, ratio: dict) -> dict:
         "ingest_p99_ms_max": check(tw.get("ingest_latency_p99_ms"), 100, "<="),
         "ingest_lost_max": check(tw.get("ingest_lost"), 0, "<="),
         "ingest_gaps_max": check(tw.get("ingest_gaps"), 0, "<="),
+        # Issue #15: a provider's trade reaches a client within 50 ms at p99.
+        "upstream_p99_ms_max": check(tw.get("upstream_latency_p99_ms"), 50, "<="),
     }
 
 
@@ -702,6 +709,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack(workdir)
     results: list[dict] = []
     ingest_results: list[dict] = []
+    upstream_results: list[dict] = []
     # With maxHz the baseline (which has none) would measure its clients, not its ingest.
     ingest_systems = [system for system in args.systems
                       if system == "tickwire" or not args.ingest_max_hz]
@@ -738,11 +746,23 @@ def main(argv: list[str] | None = None) -> int:
                       f"{m['latency_ms']['p50']}/{m['latency_ms']['p99']} ms, lost "
                       f"{m['accounting']['lost']}, gaps {m['accounting']['gaps']}, "
                       f"{m['server_cpu_us_per_tick']} cpu-us/tick", flush=True)
+        if args.upstream_rate > 0:
+            for repeat in range(args.repeats):
+                result = upstream.trial(stack, workdir, args.upstream_symbols,
+                                        args.upstream_rate, args.upstream_seconds)
+                upstream_results.append(result)
+                f = upstream.figures(result)
+                print(f"  upstream #{repeat}: {f['upstream_trades_in_per_s']:.0f} trades/s in, "
+                      f"{f['upstream_ticks_out_per_s']:.0f} ticks/s out, source-to-client "
+                      f"p50/p99 {f['upstream_latency_p50_ms']}/{f['upstream_latency_p99_ms']} ms, "
+                      f"{f['upstream_cpu_us_per_trade']} ingestor cpu-us/trade", flush=True)
     finally:
         stack.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
     medians, ratio = summarise(results, args.systems, FIGURES)
+    if upstream_results and "tickwire" in medians:
+        medians["tickwire"].update(upstream.medians(upstream_results))
     if ingest_results:
         ingest_medians, ingest_ratio = summarise(ingest_results, ingest_systems, INGEST_FIGURES)
         for system in ingest_systems:
@@ -763,12 +783,14 @@ def main(argv: list[str] | None = None) -> int:
                      "symbols_watched": int((watchers > 0).sum()),
                      "top_symbol_watchers": int(watchers.max())},
         "figures": {name: {"better": better}
-                    for name, (_, better) in {**FIGURES, **INGEST_FIGURES}.items()},
+                    for name, (_, better) in {**FIGURES, **INGEST_FIGURES,
+                                              **upstream.FIGURES}.items()},
         "median": medians,
         "ratio": ratio,
         "targets": targets(medians, ratio),
         "runs": [{k: v for k, v in r.items() if k not in ("timeline", "latencies_ms")}
                  for r in results + ingest_results],
+        "upstream_runs": upstream_results,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     paths = [args.out / f"{stamp}.json", args.out / "latest.json"]

@@ -18,22 +18,26 @@ CLIENTS = 30
 SMOKE = ["--clients", str(CLIENTS), "--symbols", "25", "--per-client", "4", "--rate", "40",
          "--warmup", "1", "--duration", "2", "--drain", "1", "--repeats", "1",
          "--sat-steps", "2", "--sat-step-seconds", "1", "--loaders", "2",
-         "--ingest-rate", "2000", "--ingest-clients", "5", "--ingest-seconds", "2"]
+         "--ingest-rate", "2000", "--ingest-clients", "5", "--ingest-seconds", "2",
+         "--upstream-rate", "200", "--upstream-symbols", "20", "--upstream-seconds", "2"]
 
 
-def run_bench(out: Path) -> subprocess.CompletedProcess:
-    process = subprocess.Popen([sys.executable, "-m", "bench.run", *SMOKE, "--out", str(out)],
-                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
+def run_module(module: str, *argv: str, timeout: float = 540) -> subprocess.CompletedProcess:
+    process = subprocess.Popen([sys.executable, "-m", module, *argv], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        output, _ = process.communicate(timeout=540)
+        output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         # SIGTERM by PID: the runner unwinds and stops its own children the same way.
         os.kill(process.pid, signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
-        pytest.fail(f"bench did not finish:\n{output[-3000:]}")
+        pytest.fail(f"{module} did not finish:\n{output[-3000:]}")
     assert process.returncode == 0, output[-3000:]
     return subprocess.CompletedProcess(process.args, process.returncode, output)
+
+
+def run_bench(out: Path) -> subprocess.CompletedProcess:
+    return run_module("bench.run", *SMOKE, "--out", str(out))
 
 
 def consistent_window(figures: dict) -> None:
@@ -108,3 +112,31 @@ def test_bench_smoke_report_is_complete_and_consistent(tmp_path: Path):
                                       "ingest_ticks_per_s_min", "ingest_p99_ms_max"}
     assert medians["tickwire"]["ingest_taken_in_ticks_per_s"] > 0
     assert "ingest_taken_in_ticks_per_s" not in medians["baseline"]
+
+    # The upstream-stream trial (issue #15): every trade taken in, ticks out, latency joined.
+    (up,) = report["upstream_runs"]
+    consistent_upstream(up)
+    assert medians["tickwire"]["upstream_latency_p99_ms"] is not None
+    assert "upstream_p99_ms_max" in report["targets"]
+
+
+def consistent_upstream(result: dict) -> None:
+    assert result["trades_sent"] > 0 and result["trades_in"] == result["trades_sent"]
+    assert 0 < result["ticks_out"] <= result["trades_in"]
+    assert 0 < result["updates_received"] <= result["ticks_out"]
+    lat = result["latency_ms"]
+    assert lat["count"] == result["updates_received"]  # every update joined with its trade
+    assert 0 <= lat["p50"] <= lat["p99"] <= lat["max"]
+    assert result["ingestor_cpu_us_per_trade"] > 0
+
+
+@pytest.mark.timeout(300)
+def test_upstream_trial_alone_reports_consistent_figures(tmp_path: Path):
+    out = tmp_path / "upstream.json"
+    run_module("bench.upstream", "--rate", "200", "--symbols", "20", "--seconds", "2",
+               "--out", str(out), timeout=240)
+    result = json.loads(out.read_text())
+    consistent_upstream(result)
+    assert set(result["figures"]) == {"upstream_trades_in_per_s", "upstream_ticks_out_per_s",
+                                      "upstream_latency_p50_ms", "upstream_latency_p99_ms",
+                                      "upstream_cpu_us_per_trade"}

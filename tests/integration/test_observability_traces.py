@@ -307,11 +307,15 @@ async def test_spans_of_all_three_services_arrive_over_otlp_http(receiver, stack
 
     assert {s.service for s in flow} == {"tickwire-edge", "tickwire-registry", "tickwire-ingestor"}
     assert {s.instance for s in flow if s.service == "tickwire-edge"} == {"edge-1"}
-    spans = {s.span_id: s for s in receiver.spans}
     # With ticks sampled at ratio 1, every fan-out on the edge is a child of a publish on
     # the ingestor, carried through Redis inside the tick.
-    fan_outs = [s for s in receiver.spans if s.name == "tick fan-out"]
-    assert len(fan_outs) >= 2
+    # (Ticks come faster than the exporters' batches: wait for a second fan-out to arrive.)
+    async def fan_outs_seen():
+        found = [s for s in receiver.spans if s.name == "tick fan-out"]
+        return found if len(found) >= 2 else None
+
+    fan_outs = await eventually(fan_outs_seen, timeout=30)
+    spans = {s.span_id: s for s in receiver.spans}
     for span in fan_outs:
         parent = spans.get(span.parent_id)
         if parent is not None:  # an export batch may still be on its way

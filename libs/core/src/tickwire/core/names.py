@@ -81,3 +81,19 @@ def edge_stamps_key(edge_id: str) -> str:
 def edge_down_key(edge_id: str) -> str:
     """Tombstone of an edge that left: its late events are ignored."""
     return f"market-data:edge:{edge_id}:down"
+
+
+SESSION_KEY_PREFIX = "market-data:session:"
+STREAM_LEASE_PREFIX = "market-data:stream-lease:"
+
+
+def session_key(symbol: str) -> str:
+    """Hash {session, previousClose, open, high, low, volume, price, at}: the trading-session
+    aggregate the ingestor builds a streamed symbol's quote from (any replica continues it)."""
+    return f"{SESSION_KEY_PREFIX}{symbol}"
+
+
+def stream_lease_key(provider: str, key_id: str) -> str:
+    """String: the replica holding the one upstream connection of a provider key
+    (`key_id` is a digest of the key, never the key)."""
+    return f"{STREAM_LEASE_PREFIX}{provider}:{key_id}"

@@ -24,12 +24,15 @@ from tickwire.ingestor.ratelimit import RateBudget
 from tickwire.ingestor.runner import ProviderRunner, RetryPolicy
 from tickwire.ingestor.scheduler import Scheduler
 from tickwire.ingestor.settings import IngestorSettings
+from tickwire.ingestor.streams import StreamManager, add_streams
+from tickwire.ingestor.streams.session import SessionStore
 
 log = logging.getLogger(__name__)
 
 SETTINGS = web.AppKey("settings", IngestorSettings)
 ACTIVE = web.AppKey("active", ActiveSymbols)
 POLLER = web.AppKey("poller", Poller)
+STREAMS = web.AppKey("streams", StreamManager)
 
 
 def build_runners(settings: IngestorSettings, redis: aioredis.Redis) -> list[ProviderRunner]:
@@ -56,13 +59,23 @@ async def _background(app: web.Application):
     consumer.subscribe([names.ACTIVE_SYMBOLS_TOPIC], listener=active)
     await consumer.start()
     runners = build_runners(settings, redis)
-    poller = app[POLLER] = Poller(runners, active, TickPublisher(redis, RedisTickBus(redis)),
-                                  FeedStore(redis),
-                                  Scheduler(settings.poll_interval, settings.freshness_seconds))
+    # One publisher for polled and streamed ticks: a symbol moving between the two keeps
+    # one `seq` (numbered in Redis) and one last-published quote.
+    publisher, feed = TickPublisher(redis, RedisTickBus(redis)), FeedStore(redis)
+    poller = Poller(runners, active, publisher, feed,
+                    Scheduler(settings.poll_interval, settings.freshness_seconds))
     poller.latency_warning_seconds = settings.latency_warning_seconds
+    streams = app[STREAMS] = StreamManager(active, publisher, feed, SessionStore(redis),
+                                           settings.max_ticks_per_second,
+                                           settings.freshness_seconds, poll_busy=poller.busy)
+    add_streams(streams, settings, redis, rid)
+    poller.streamed = streams.streamed
+    app[POLLER] = poller
     tasks = [asyncio.create_task(active.run(consumer), name="assignments"),
-             asyncio.create_task(poller.run(), name="poll")]
-    log.info("ingestor started", extra={"replica": rid, "providers": [r.name for r in runners]})
+             asyncio.create_task(poller.run(), name="poll"),
+             asyncio.create_task(streams.run(), name="streams")]
+    log.info("ingestor started", extra={"replica": rid, "providers": [r.name for r in runners],
+                                        "streams": [s.name for s in streams.streams]})
     yield
     # Shutdown: stop polling (rounds in flight are cancelled), leave the group (partitions
     # move to the other replicas), close provider sessions and Redis.
@@ -74,16 +87,21 @@ async def _background(app: web.Application):
 
 
 async def list_providers(request: web.Request) -> web.Response:
-    """Per provider: circuit state, shared budget left, last success and last error; and
-    the symbols this replica polls, with those flagged stale."""
-    poller = request.app[POLLER]
+    """Per provider: circuit state, shared budget left, last success and last error; per
+    stream: state, symbols held, cap, reconnects, last message age; and the symbols this
+    replica owns (`symbols`), split into `polled` and `streamed`, with those flagged stale."""
+    poller, streams = request.app[POLLER], request.app[STREAMS]
     try:
         providers = await poller.describe()
     except (RedisError, OSError) as exc:
         return error_response(503, "UNAVAILABLE", f"redis unavailable: {exc!r:.120}")
+    polled, streamed = sorted(poller.scheduler.symbols), sorted(streams.streamed)
     return web.json_response({
         "providers": providers,
-        "symbols": sorted(poller.scheduler.symbols),
+        "streams": streams.describe(),
+        "symbols": sorted({*polled, *streamed}),
+        "polled": polled,
+        "streamed": streamed,
         "stale": poller.scheduler.stale_symbols(),
     })
 

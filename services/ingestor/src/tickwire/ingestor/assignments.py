@@ -42,6 +42,7 @@ class ActiveSymbols(ConsumerRebalanceListener):
         # symbol → the trace context of the event that just activated it, until the poller
         # starts its first fetch (`take_origins`): the subscription's trace goes on there.
         self._origins: dict[str, Context] = {}
+        self._stream_origins: dict[str, Context] = {}  # the same, until it first streams
         self.kafka_ok = False
 
     def symbols(self) -> dict[str, int]:
@@ -55,6 +56,7 @@ class ActiveSymbols(ConsumerRebalanceListener):
         for tp in revoked:
             for symbol in self._by_partition.pop(tp.partition, None) or ():
                 self._origins.pop(symbol, None)
+                self._stream_origins.pop(symbol, None)
             self._next_offset.pop(tp.partition, None)
             with contextlib.suppress(KeyError):
                 KAFKA_LAG.remove(str(tp.partition))
@@ -75,10 +77,15 @@ class ActiveSymbols(ConsumerRebalanceListener):
         else:
             symbols.pop(event.symbol, None)
             self._origins.pop(event.symbol, None)
+            self._stream_origins.pop(event.symbol, None)
 
     def take_origins(self, symbols: list[str]) -> list[Context]:
         """The activation contexts of those of `symbols` not fetched since they became active."""
         return [origin for s in symbols if (origin := self._origins.pop(s, None)) is not None]
+
+    def take_stream_origin(self, symbol: str) -> Context | None:
+        """The activation context of `symbol` if it has not streamed since it became active."""
+        return self._stream_origins.pop(symbol, None)
 
     def _apply_record(self, partition: int, record) -> None:
         event = ActiveSymbolEvent.decode(record.value)
@@ -95,7 +102,8 @@ class ActiveSymbols(ConsumerRebalanceListener):
             known = event.symbol in self._by_partition.get(partition, {})
             self.apply(partition, event)
             if event.active and not known:
-                self._origins[event.symbol] = trace.set_span_in_context(span)
+                origin = trace.set_span_in_context(span)
+                self._origins[event.symbol] = self._stream_origins[event.symbol] = origin
             log.info("symbol %s", "activated" if event.active else "deactivated",
                      extra={"symbol": event.symbol, "partition": partition})
 

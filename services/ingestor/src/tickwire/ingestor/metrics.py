@@ -33,3 +33,27 @@ FEED_STATUS_CHANGES = Counter("tickwire_ingestor_feed_status_changes_total",
 KAFKA_LAG = Gauge("tickwire_ingestor_kafka_consumer_lag",
                   "Records of market-data.active-symbols not yet read, per assigned partition",
                   ["partition"])
+STREAM_TRADES = Counter("tickwire_ingestor_stream_trades_total",
+                        "Trades (last-price events) received from upstream streams", ["stream"])
+STREAM_TICKS = Counter("tickwire_ingestor_stream_ticks_total",
+                       "Ticks published from stream trades (after conflation)", ["stream"])
+STREAM_JUNK = Counter("tickwire_ingestor_stream_junk_frames_total",
+                      "Frames from a stream provider that were not its format, dropped",
+                      ["stream"])
+STREAM_ERRORS = Counter("tickwire_ingestor_stream_errors_total",
+                        "Errors a stream provider sent (symbol limits, refused keys), by code",
+                        ["stream", "code"])
+STREAM_RECONNECTS = Counter("tickwire_ingestor_stream_reconnects_total",
+                            "Upstream stream connections lost and retried", ["stream"])
+STREAM_CONNECTED = Gauge("tickwire_ingestor_stream_connected",
+                         "1 while the stream's upstream connection is open and authenticated",
+                         ["stream"])
+STREAM_SYMBOLS = Gauge("tickwire_ingestor_stream_symbols",
+                       "Symbols this replica streams, per stream", ["stream"])
+STREAM_FALLBACKS = Counter("tickwire_ingestor_stream_fallbacks_total",
+                           "Streamed symbols handed back to polling, by reason: silent, "
+                           "rejected, capacity, disowned", ["stream", "reason"])
+STREAM_LATENCY = Histogram(
+    "tickwire_ingestor_stream_latency_seconds",
+    "From a trade's arrival from its stream to its tick being published",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 
 from opentelemetry import trace
 from opentelemetry.trace import Link
@@ -49,6 +49,9 @@ class Poller:
         self._in_flight: set[str] = set()
         self._rounds: set[asyncio.Task] = set()
         self.redis_ok = True
+        # Symbols a stream serves (streams/manager.py): not polled, and a poll answer for
+        # one that arrives after it began streaming is dropped (the stream's is newer).
+        self.streamed: Container[str] = frozenset()
         self.latency_warning_seconds = 1.0
         self._next_slow_warning = 0.0
 
@@ -69,7 +72,9 @@ class Poller:
                     await task
 
     async def step(self) -> None:
-        _, removed = self.scheduler.sync(self.active.symbols())
+        owned = self.active.symbols()
+        _, removed = self.scheduler.sync(
+            {s: n for s, n in owned.items() if s not in self.streamed})
         for symbol in removed:
             self.publisher.forget(symbol)
         OWNED_SYMBOLS.set(len(self.scheduler.symbols))
@@ -94,6 +99,10 @@ class Poller:
             task = asyncio.create_task(self._round(due), name="poll-round")
             self._rounds.add(task)
             task.add_done_callback(self._rounds.discard)
+
+    def busy(self, symbol: str) -> bool:
+        """Whether a poll round for `symbol` is in flight."""
+        return symbol in self._in_flight
 
     async def _round(self, symbols: list[str]) -> None:
         """One round in a span: sampled like ticks, unless it is the first fetch of a symbol
@@ -136,6 +145,8 @@ class Poller:
         """Publish each quote that changed; returns the symbols now stored in Redis."""
         stored = []
         for symbol, quote in quotes.items():
+            if symbol in self.streamed:
+                continue
             try:
                 tick = await self.publisher.publish(quote)
             except (RedisError, OSError) as exc:

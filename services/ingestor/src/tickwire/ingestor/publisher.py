@@ -15,6 +15,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from tickwire.core import names
+from tickwire.core.codecs import encode_tick
 from tickwire.core.models import StockQuote, Tick
 from tickwire.core.telemetry import FLOW, TICK, traceparent
 from tickwire.core.tickbus import RedisTickBus
@@ -40,6 +41,7 @@ class TickPublisher:
 
     def __init__(self, redis: aioredis.Redis, bus: RedisTickBus):
         self._bus = bus
+        self._redis = redis
         self._next_seq = redis.register_script(_NEXT_SEQ)
         self._last: dict[str, StockQuote] = {}
 
@@ -61,6 +63,37 @@ class TickPublisher:
             await self._bus.publish(tick)
         self._last[quote.symbol] = quote
         return tick
+
+    async def publish_many(self, quotes: list[StockQuote]) -> list[Tick]:
+        """`publish` for quotes of distinct symbols in two round trips, whatever their
+        number: one pipeline numbers them, one MULTI/EXEC caches and publishes them all.
+        Returns the ticks published (unchanged quotes are skipped, as by `publish`)."""
+        fresh = [q for q in quotes if not q.same_market_state(self._last.get(q.symbol))]
+        if not fresh:
+            return []
+        with TRACER.start_as_current_span("tick publish", kind=SpanKind.PRODUCER, attributes={
+                FLOW: TICK, "messaging.system": "redis", "messaging.batch.message_count":
+                len(fresh), "tickwire.symbols": [q.symbol for q in fresh[:20]]}):
+            epoch = uuid.uuid4().hex[:8]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for quote in fresh:
+                    await self._next_seq(keys=[names.seq_key(quote.symbol)], args=[epoch],
+                                         client=pipe)
+                numbered = await pipe.execute()
+            now, parent = time.time_ns(), traceparent()
+            ticks = [Tick(symbol=q.symbol, data=q.to_wire(), seq=int(seq),
+                          epoch=e.decode() if isinstance(e, bytes) else str(e),
+                          published_at=now, traceparent=parent)
+                     for q, (seq, e) in zip(fresh, numbered)]
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for tick in ticks:
+                    payload = encode_tick(tick)
+                    pipe.set(names.quote_key(tick.symbol), payload)
+                    pipe.publish(names.tick_channel(tick.symbol), payload)
+                await pipe.execute()
+        for quote in fresh:
+            self._last[quote.symbol] = quote
+        return ticks
 
     def adopt(self, tick: Tick) -> None:
         """Take the cached tick as the last one published (it is, by some replica)."""

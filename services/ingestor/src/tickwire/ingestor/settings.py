@@ -1,11 +1,15 @@
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from tickwire.core.settings import ServiceSettings
 
 KNOWN_PROVIDERS = ("twelvedata", "alphavantage", "simulated", "replay")
+KNOWN_STREAMS = ("finnhub", "alpaca", "twelvedata", "simulated")
+NO_STREAMS = "off"
+STREAM_KEYS = {"finnhub": ("finnhub_api_key",), "alpaca": ("alpaca_key_id", "alpaca_secret_key"),
+               "twelvedata": ("twelvedata_api_key",)}
 
 
 class IngestorSettings(ServiceSettings):
@@ -35,6 +39,27 @@ class IngestorSettings(ServiceSettings):
     replay_file: str = Field("", description="CSV of quotes; empty: the sample in the package")
     replay_speed: float = Field(1.0, gt=0, description="replay clock speed (2: twice real time)")
 
+    finnhub_api_key: str = ""
+    finnhub_ws_url: str = "wss://ws.finnhub.io"
+    finnhub_stream_symbols: int = Field(50, ge=1, description="symbols one Finnhub key streams")
+    alpaca_key_id: str = ""
+    alpaca_secret_key: str = ""
+    alpaca_ws_url: str = "wss://stream.data.alpaca.markets/v2/iex"
+    alpaca_stream_symbols: int = Field(30, ge=1, description="symbols one Alpaca key streams")
+    twelvedata_ws_url: str = "wss://ws.twelvedata.com/v1/quotes/price"
+    twelvedata_stream_symbols: int = Field(8, ge=1, description="symbols one Twelve Data key "
+                                           "streams")
+    simulated_stream_symbols: int = Field(1000, ge=1)
+    simulated_trades_per_second: float = Field(10.0, gt=0, description="per symbol, on average")
+    # After the keys: its validator checks the named streams have theirs.
+    streams: str = Field("", description="comma-separated order of upstream WebSocket streams; "
+                                         "empty: finnhub/alpaca when keyed, else simulated "
+                                         "when polling is the offline default; off: none")
+    max_ticks_per_second: float = Field(20.0, gt=0, description="per symbol: stream trades are "
+                                        "conflated to at most this many ticks")
+    stream_lease_seconds: float = Field(10.0, gt=0, description="how long a replica's hold on "
+                                        "a provider key's connection lasts unless renewed")
+
     request_timeout_seconds: float = Field(5.0, gt=0)
     retry_attempts: int = Field(3, ge=1, description="tries per request for transient failures")
     retry_backoff_seconds: float = Field(0.2, gt=0, description="base of the exponential, "
@@ -55,6 +80,22 @@ class IngestorSettings(ServiceSettings):
             raise ValueError(f"unknown provider {unknown[0]!r} (known: {', '.join(KNOWN_PROVIDERS)})")
         return value
 
+    @field_validator("streams")
+    @classmethod
+    def _known_streams(cls, value: str, info: ValidationInfo) -> str:
+        chosen = provider_list(value)
+        if chosen == [NO_STREAMS]:
+            return value
+        unknown = [s for s in chosen if s not in KNOWN_STREAMS]
+        if unknown:
+            raise ValueError(f"unknown stream {unknown[0]!r} "
+                             f"(known: {', '.join(KNOWN_STREAMS)}, or {NO_STREAMS})")
+        for stream in chosen:
+            for key in STREAM_KEYS.get(stream, ()):
+                if not info.data.get(key):
+                    raise ValueError(f"the {stream} stream needs TICKWIRE_INGESTOR_{key.upper()}")
+        return value
+
     @field_validator("replay_file")
     @classmethod
     def _replay_file(cls, value: str) -> str:
@@ -71,6 +112,19 @@ class IngestorSettings(ServiceSettings):
         keyed = [name for name, key in (("twelvedata", self.twelvedata_api_key),
                                         ("alphavantage", self.alphavantage_api_key)) if key]
         return keyed or ["simulated"]
+
+    def stream_order(self) -> list[str]:
+        """The upstream streams to hold, in order (the most-watched symbols go first)."""
+        chosen = provider_list(self.streams)
+        if chosen == [NO_STREAMS]:
+            return []
+        if chosen:
+            return chosen
+        keyed = [name for name, key in (("finnhub", self.finnhub_api_key),
+                                        ("alpaca", self.alpaca_key_id and self.alpaca_secret_key))
+                 if key]
+        offline = not provider_list(self.providers) and self.provider_order() == ["simulated"]
+        return keyed or (["simulated"] if offline else [])
 
 
 def provider_list(value: str) -> list[str]:

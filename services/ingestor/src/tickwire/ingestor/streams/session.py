@@ -1,0 +1,149 @@
+"""The trading-session aggregate a streamed symbol's quote is built from.
+
+A stream brings last prices (and trade sizes); a StockQuote also needs the session's
+previous close, open, high, low and volume. The aggregate is seeded once from a REST quote,
+then moved by every trade. It is saved in Redis (`market-data:session:{SYMBOL}`), so the
+replica that takes a symbol over continues it. A trade of a new session (US equities: the
+session opens at 09:30 New York time) closes the old one: its last price becomes the
+previous close and open, high and low start again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+import redis.asyncio as aioredis
+
+from tickwire.core import names
+from tickwire.core.models import StockQuote, iso_from_unix
+from tickwire.ingestor.streams.base import Trade
+
+SESSION_TTL_SECONDS = 5 * 24 * 3600  # a long weekend and a holiday
+OPEN = timedelta(hours=9, minutes=30)
+CLOSE = timedelta(hours=16)
+
+
+def _nth_sunday(year: int, month: int, n: int) -> date:
+    first = date(year, month, 1)
+    return first + timedelta(days=(6 - first.weekday()) % 7 + 7 * (n - 1))
+
+
+def new_york(at: float) -> datetime:
+    """Wall-clock time in New York (US Eastern, with its daylight-saving rule) at Unix `at`;
+    written out so the service needs no time-zone database."""
+    utc = datetime.fromtimestamp(at, tz=timezone.utc).replace(tzinfo=None)
+    # DST: from 2:00 local on March's second Sunday (07:00 UTC) to 2:00 local on
+    # November's first Sunday (06:00 UTC).
+    start = datetime.combine(_nth_sunday(utc.year, 3, 2), datetime.min.time()) + timedelta(hours=7)
+    end = datetime.combine(_nth_sunday(utc.year, 11, 1), datetime.min.time()) + timedelta(hours=6)
+    return utc - timedelta(hours=4 if start <= utc < end else 5)
+
+
+_session_cache: tuple[float, float, str] = (0.0, 0.0, "")  # [start, end) → session
+
+
+def _open_at(day: date) -> float:
+    """Unix time of the 09:30 New York open on `day` (09:30 is never inside a DST switch)."""
+    for offset in (4, 5):
+        at = datetime.combine(day, datetime.min.time(), timezone.utc).timestamp() + (
+            9.5 + offset) * 3600
+        if new_york(at).hour == 9:
+            return at
+    raise AssertionError(f"no 09:30 on {day}")
+
+
+def session_of(at: float) -> str:
+    """The session a moment belongs to: the New York date of the last 09:30 open before it.
+    Every trade asks, so the current session's span is remembered."""
+    global _session_cache
+    start, end, session = _session_cache
+    if start <= at < end:
+        return session
+    day = (new_york(at) - OPEN).date()
+    _session_cache = (_open_at(day), _open_at(day + timedelta(days=1)), day.isoformat())
+    return _session_cache[2]
+
+
+def market_open(at: float) -> bool:
+    """Regular US trading hours (Monday to Friday, 09:30–16:00 New York; holidays aside)."""
+    local = new_york(at)
+    since_midnight = local - local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return local.weekday() < 5 and OPEN <= since_midnight < CLOSE
+
+
+@dataclass(slots=True)
+class Session:
+    session: str
+    previous_close: float
+    open: float
+    high: float
+    low: float
+    price: float
+    volume: int
+    at: float  # Unix seconds of the trade behind `price`
+
+    @classmethod
+    def seed(cls, quote: StockQuote, at: float) -> Session:
+        return cls(session_of(at), quote.previous_close, quote.open, quote.high, quote.low,
+                   quote.price, quote.volume, at)
+
+    def apply(self, trade: Trade) -> None:
+        """Move the aggregate by one trade; a trade older than the newest only adds volume
+        and widens the range, never turns the price back."""
+        session = session_of(trade.at)
+        if session > self.session:
+            self.session, self.previous_close = session, self.price
+            self.open = self.high = self.low = trade.price
+            self.volume, self.price, self.at = 0, trade.price, trade.at
+        self.high, self.low = max(self.high, trade.price), min(self.low, trade.price)
+        if trade.day_volume is not None:
+            self.volume = max(self.volume, trade.day_volume)
+        else:
+            self.volume += trade.size
+        if trade.at >= self.at:
+            self.price, self.at = trade.price, trade.at
+
+    def quote(self, symbol: str, source: str) -> StockQuote:
+        change = self.price - self.previous_close
+        return StockQuote(
+            symbol=symbol, price=self.price, change=round(change, 4),
+            change_percent=round(change / self.previous_close * 100, 4) if self.previous_close
+            else 0.0, volume=self.volume, high=self.high, low=self.low, open=self.open,
+            previous_close=self.previous_close, timestamp=iso_from_unix(self.at), source=source)
+
+    def to_hash(self) -> dict[str, str]:
+        return {"session": self.session, "previousClose": repr(self.previous_close),
+                "open": repr(self.open), "high": repr(self.high), "low": repr(self.low),
+                "price": repr(self.price), "volume": str(self.volume), "at": repr(self.at)}
+
+    @classmethod
+    def from_hash(cls, raw: dict[bytes, bytes]) -> Session | None:
+        """None for a missing or damaged hash (the caller seeds a new one)."""
+        try:
+            text = {k.decode(): v.decode() for k, v in raw.items()}
+            return cls(text["session"], float(text["previousClose"]), float(text["open"]),
+                       float(text["high"]), float(text["low"]), float(text["price"]),
+                       int(text["volume"]), float(text["at"]))
+        except (KeyError, ValueError, UnicodeDecodeError):
+            return None
+
+
+class SessionStore:
+    def __init__(self, redis: aioredis.Redis):
+        self._redis = redis
+
+    async def load(self, symbols: list[str]) -> dict[str, Session | None]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for symbol in symbols:
+                pipe.hgetall(names.session_key(symbol))
+            replies = await pipe.execute()
+        return {s: Session.from_hash(raw) if raw else None for s, raw in zip(symbols, replies)}
+
+    async def save(self, sessions: dict[str, Session]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for symbol, session in sessions.items():
+                key = names.session_key(symbol)
+                pipe.hset(key, mapping=session.to_hash())
+                pipe.expire(key, SESSION_TTL_SECONDS)
+            await pipe.execute()

@@ -1,0 +1,141 @@
+"""The session aggregate's calendar (New York time, DST, the 09:30 open) and arithmetic,
+and conflation's guarantees, as pure logic."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+
+from tickwire.core.models import StockQuote
+from tickwire.ingestor.streams.alpaca import rfc3339
+from tickwire.ingestor.streams.base import Trade
+from tickwire.ingestor.streams.conflate import Conflator
+from tickwire.ingestor.streams.session import Session, market_open, new_york, session_of
+
+
+def utc(*parts: int) -> float:
+    return datetime(*parts, tzinfo=timezone.utc).timestamp()
+
+
+def test_new_york_time_follows_daylight_saving():
+    assert new_york(utc(2024, 1, 10, 15, 0)).hour == 10          # EST, UTC-5
+    assert new_york(utc(2024, 7, 10, 15, 0)).hour == 11          # EDT, UTC-4
+    assert new_york(utc(2024, 3, 10, 6, 59)).hour == 1           # just before the switch
+    assert new_york(utc(2024, 3, 10, 7, 0)).hour == 3            # 2:00 EST became 3:00 EDT
+    assert new_york(utc(2024, 11, 3, 5, 59)).hour == 1           # 1:59 EDT
+    assert new_york(utc(2024, 11, 3, 6, 0)).hour == 1            # 1:00 EST again
+
+
+def test_sessions_open_at_half_past_nine_and_the_market_keeps_hours():
+    assert session_of(utc(2024, 3, 13, 13, 29)) == "2024-03-12"   # 09:29 EDT: yesterday's
+    assert session_of(utc(2024, 3, 13, 13, 30)) == "2024-03-13"   # 09:30 EDT: today's
+    assert market_open(utc(2024, 3, 13, 13, 30)) and market_open(utc(2024, 3, 13, 19, 59))
+    assert not market_open(utc(2024, 3, 13, 20, 0))               # 16:00
+    assert not market_open(utc(2024, 3, 16, 15, 0))               # a Saturday
+
+
+def quote(price: float = 100.0) -> StockQuote:
+    return StockQuote("AAPL", price, 1.0, 1.0, 5_000, 101.0, 98.0, 99.0, 99.0,
+                      "2024-03-13T15:00:00.000Z", "twelvedata")
+
+
+def test_trades_move_the_aggregate_and_a_new_session_starts_from_the_last_price():
+    day = utc(2024, 3, 13, 15, 0)
+    session = Session.seed(quote(), day)
+    session.apply(Trade("AAPL", 102.0, 200, day + 1))
+    session.apply(Trade("AAPL", 97.0, 100, day + 0.5))            # late: range and volume only
+    assert (session.price, session.high, session.low, session.volume) == (102.0, 102.0, 97.0, 5_300)
+    made = session.quote("AAPL", "finnhub-stream")
+    assert (made.change, made.previous_close, made.source) == (3.0, 99.0, "finnhub-stream")
+
+    session.apply(Trade("AAPL", 103.0, 0, day + 2, day_volume=9_000))  # the provider's volume
+    assert session.volume == 9_000
+
+    next_open = utc(2024, 3, 14, 13, 30)
+    session.apply(Trade("AAPL", 104.0, 50, next_open))
+    assert session.session == "2024-03-14"
+    assert (session.previous_close, session.open, session.high, session.low) == (
+        103.0, 104.0, 104.0, 104.0)
+    assert session.volume == 50
+    assert Session.from_hash({k.encode(): v.encode() for k, v in session.to_hash().items()}) == session
+
+
+def test_alpaca_times_keep_microseconds_of_nanosecond_stamps():
+    assert rfc3339("2024-03-13T15:00:00.123456789Z") == utc(2024, 3, 13, 15, 0) + 0.123456
+    assert rfc3339("2024-03-13T15:00:00Z") == utc(2024, 3, 13, 15, 0)
+
+
+async def test_conflation_publishes_the_newest_state_at_most_once_per_interval():
+    state = {"value": 0}
+    published: list[int] = []
+    gate = asyncio.Event()
+
+    async def publish(symbols: list[str]) -> None:
+        assert symbols == ["AAPL"]
+        published.append(state["value"])
+        if len(published) == 1:
+            await gate.wait()  # the first publish is slow: offers meanwhile fold
+
+    conflator = Conflator(1000.0, publish)
+    for n in range(1, 6):
+        state["value"] = n
+        conflator.offer("AAPL")
+        await asyncio.sleep(0)
+    gate.set()
+    for _ in range(100):
+        if published[-1] == 5:
+            break
+        await asyncio.sleep(0.01)
+    # One publish under way while the rest arrive, one more for all of them: in order, the
+    # newest last.
+    assert len(published) == 2 and published[0] < published[1] == 5
+    conflator.drop("AAPL")
+    state["value"] = 6
+    conflator.offer("AAPL")  # a dropped symbol starts afresh
+    for _ in range(100):
+        if published[-1] == 6:
+            break
+        await asyncio.sleep(0.01)
+    assert len(published) == 3 and published[-1] == 6
+    await conflator.close()
+
+
+def test_stream_order_defaults_and_a_named_stream_needs_its_key():
+    import pytest
+    from pydantic import ValidationError
+
+    from tickwire.ingestor.settings import IngestorSettings
+
+    assert IngestorSettings().stream_order() == ["simulated"]          # offline default
+    assert IngestorSettings(providers="simulated").stream_order() == []  # polling was chosen
+    assert IngestorSettings(streams="off").stream_order() == []
+    keyed = IngestorSettings(finnhub_api_key="k", alpaca_key_id="i", alpaca_secret_key="s")
+    assert keyed.stream_order() == ["finnhub", "alpaca"]
+    assert IngestorSettings(twelvedata_api_key="k").stream_order() == []  # only when named
+    assert IngestorSettings(streams="alpaca,simulated", alpaca_key_id="i",
+                            alpaca_secret_key="s").stream_order() == ["alpaca", "simulated"]
+    with pytest.raises(ValidationError, match="needs TICKWIRE_INGESTOR_ALPACA_SECRET_KEY"):
+        IngestorSettings(streams="alpaca", alpaca_key_id="i")
+    with pytest.raises(ValidationError, match="unknown stream"):
+        IngestorSettings(streams="polygon")
+
+
+async def test_a_flooded_symbol_never_exceeds_its_rate_in_any_second():
+    import time
+
+    starts: list[float] = []
+
+    async def publish(symbols: list[str]) -> None:
+        starts.append(time.monotonic())
+
+    conflator = Conflator(5.0, publish)
+    flood_until = time.monotonic() + 1.3
+    while time.monotonic() < flood_until:
+        conflator.offer("HOT")
+        await asyncio.sleep(0.005)
+    await conflator.close()
+    assert len(starts) >= 2
+    for n, at in enumerate(starts):
+        assert sum(1 for other in starts[n:] if other < at + 1.0) <= 5  # any one-second window
+        if n:
+            assert at - starts[n - 1] >= 0.1 - 1e-3  # half the average spacing, at least
