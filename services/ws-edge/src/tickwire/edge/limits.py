@@ -98,3 +98,50 @@ class Throttle:
         interval = self._interval.get(symbol)
         if interval is not None:
             self._next[symbol] = now + interval
+
+
+class SubjectLimits:
+    """Per token subject on one edge: open connections, and one message bucket shared by
+    all of them, so ten tabs of one user get one user's allowance, not ten.
+
+    A subject's bucket lives while it holds a connection; anonymous clients (subject None)
+    are limited per connection and per address only.
+    """
+
+    __slots__ = ("_open", "_buckets", "_burst_factor")
+
+    def __init__(self, burst_factor: float = 2.0) -> None:
+        self._open: dict[str, int] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+        self._burst_factor = burst_factor
+
+    def admit(self, subject: str | None, max_connections: int) -> bool:
+        """True when admitted (the caller must `release` later)."""
+        if subject is None:
+            return True
+        if self._open.get(subject, 0) >= max_connections:
+            return False
+        self._open[subject] = self._open.get(subject, 0) + 1
+        return True
+
+    def release(self, subject: str | None) -> None:
+        if subject is None:
+            return
+        left = self._open.get(subject, 1) - 1
+        if left > 0:
+            self._open[subject] = left
+        else:
+            self._open.pop(subject, None)
+            self._buckets.pop(subject, None)
+
+    def open_connections(self, subject: str) -> int:
+        return self._open.get(subject, 0)
+
+    def bucket(self, subject: str | None, rate: float) -> TokenBucket | None:
+        """The subject's shared message bucket (None for anonymous clients)."""
+        if subject is None:
+            return None
+        bucket = self._buckets.get(subject)
+        if bucket is None or bucket.rate != rate:
+            bucket = self._buckets[subject] = TokenBucket(rate, max(1.0, rate * self._burst_factor))
+        return bucket

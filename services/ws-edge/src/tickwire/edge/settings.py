@@ -4,6 +4,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from tickwire.core.settings import ServiceSettings, generated_id
+from tickwire.edge.entitlements import Entitlements
 
 
 class EdgeSettings(ServiceSettings):
@@ -61,11 +62,39 @@ class EdgeSettings(ServiceSettings):
     jwt_audience: str = ""
     tier_symbol_limits: str = Field("", description="e.g. 'free=50,pro=2000': symbols per "
                                                     "connection by the token's tier claim")
+    tier_connection_limits: str = Field("", description="e.g. 'free=2,pro=20': connections per "
+                                        "subject on one edge by the token's tier claim")
+    tier_message_rates: str = Field("", description="e.g. 'free=10,pro=100': client messages per "
+                                    "second per subject by the token's tier claim")
+    jwt_require_exp: bool = Field(False, description="refuse tokens without an exp claim")
+    default_entitlements: str = Field("*", description="comma-separated symbol patterns (AAPL, "
+                                      "NASDAQ:*, *) a token without a symbols claim may watch")
+    unprefixed_exchange: str = Field("", pattern=r"^[A-Z0-9.\-_]{0,20}$",
+                                     description="the exchange an unprefixed symbol (AAPL) "
+                                     "belongs to when matching EXCHANGE:* entitlements")
+    max_connections_per_user: int = Field(50, ge=1, description="open connections (WebSocket "
+                                          "and SSE) per token subject on one edge")
+    user_messages_per_second: float = Field(100.0, gt=0, description="client messages per second "
+                                            "per token subject, over all its sockets on one edge")
+    token_expiry_warning_seconds: float = Field(60.0, ge=0, description="token_expiring is sent "
+                                                "this long before a socket's token lapses")
 
-    @field_validator("tier_symbol_limits")
+    @field_validator("tier_symbol_limits", "tier_connection_limits")
     @classmethod
     def _tiers(cls, value: str) -> str:
         parse_tiers(value)
+        return value
+
+    @field_validator("tier_message_rates")
+    @classmethod
+    def _rate_tiers(cls, value: str) -> str:
+        parse_tiers(value, float)
+        return value
+
+    @field_validator("default_entitlements")
+    @classmethod
+    def _entitlements(cls, value: str) -> str:
+        Entitlements.parse(value)
         return value
 
     @field_validator("trusted_proxies")
@@ -100,12 +129,26 @@ class EdgeSettings(ServiceSettings):
     def tiers(self) -> dict[str, int]:
         return parse_tiers(self.tier_symbol_limits)
 
+    def connection_tiers(self) -> dict[str, int]:
+        return parse_tiers(self.tier_connection_limits)
 
-def parse_tiers(value: str) -> dict[str, int]:
-    tiers: dict[str, int] = {}
+    def rate_tiers(self) -> dict[str, float]:
+        return parse_tiers(self.tier_message_rates, float)
+
+    def default_entitlements_parsed(self) -> Entitlements:
+        return Entitlements.parse(self.default_entitlements, self.unprefixed_exchange)
+
+
+def parse_tiers(value: str, kind: type = int) -> dict:
+    """'free=50,pro=2000' → {"free": 50, "pro": 2000}; each limit a positive `kind`."""
+    tiers: dict = {}
     for item in filter(None, (part.strip() for part in value.split(","))):
         name, sep, limit = item.partition("=")
-        if not sep or not name.strip() or not limit.strip().isdigit() or int(limit) < 1:
+        try:
+            number = kind(limit.strip())
+        except ValueError:
+            number = 0
+        if not sep or not name.strip() or not number > 0:
             raise ValueError(f"{item!r} is not tier=limit")
-        tiers[name.strip()] = int(limit)
+        tiers[name.strip()] = number
     return tiers
