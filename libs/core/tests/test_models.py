@@ -45,7 +45,20 @@ def test_rejected_messages_carry_their_code(frame, code):
 
 def test_ping_and_unsubscribe():
     assert parse_client_message({"action": "ping", "timestamp": "t"}) == Ping("t")
+    assert parse_client_message({"action": "ping"}) == Ping(None)
+    assert parse_client_message({"action": "ping", "timestamp": "x" * 64}) == Ping("x" * 64)
     assert parse_client_message({"action": "unsubscribe", "symbols": ["a"]}) == Unsubscribe(["A"])
+
+
+@pytest.mark.parametrize("timestamp", ["x" * 65, 17, 1.5, True, [], {"a": 1}, [[[[]]]]])
+def test_ping_timestamps_are_short_strings(timestamp):
+    """The pong echoes the timestamp: a large one would park memory in the edge's queue,
+    a nested one could not be re-encoded (#19 items 4 and 5)."""
+    with pytest.raises(ProtocolError) as error:
+        parse_client_message({"action": "ping", "timestamp": timestamp})
+    assert error.value.code == ErrorCode.INVALID_MESSAGE
+
+
 
 
 def quote(**changes) -> StockQuote:

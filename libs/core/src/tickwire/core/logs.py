@@ -11,6 +11,7 @@ import sys
 import time
 
 import orjson
+from aiohttp.http_exceptions import HttpProcessingError
 
 from tickwire.core.telemetry import span_ids
 
@@ -48,6 +49,38 @@ class TextFormatter(logging.Formatter):
         return super().format(record)
 
 
+class MalformedRequests(logging.Filter):
+    """aiohttp logs every malformed HTTP request as an ERROR with a traceback, so junk
+    from the network grows the log a hundredfold. Such a record becomes one WARNING
+    line without the traceback, at most once per `interval` seconds; the next line says
+    how many were left out. Errors raised by handlers (bugs) pass untouched."""
+
+    def __init__(self, interval: float = 1.0, clock=time.monotonic):
+        super().__init__()
+        self._interval = interval
+        self._clock = clock
+        self._next = 0.0
+        self._suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, HttpProcessingError):
+            return True
+        now = self._clock()
+        if now < self._next:
+            self._suppressed += 1
+            return False
+        self._next = now + self._interval
+        peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        record.msg = "malformed HTTP request from %s: %s"
+        record.args = (peer, str(error.message or error)[:200])
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info = record.exc_text = None
+        record.suppressed = self._suppressed
+        self._suppressed = 0
+        return True
+
+
 def configure_logging(service: str, level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service) if fmt == "json" else TextFormatter(service))
@@ -57,3 +90,5 @@ def configure_logging(service: str, level: str, fmt: str) -> None:
     root.setLevel(level)
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    server_log = logging.getLogger("aiohttp.server")
+    server_log.filters[:] = [MalformedRequests()]

@@ -239,9 +239,12 @@ class Unsubscribe:
     invalid: list[str] = field(default_factory=list)
 
 
+MAX_PING_TIMESTAMP = 64  # echoed back in the pong: bounded, so a ping cannot park memory
+
+
 @dataclass(frozen=True, slots=True)
 class Ping:
-    timestamp: Any = None
+    timestamp: str | None = None
 
 
 ClientMessage = Subscribe | Unsubscribe | Ping
@@ -272,7 +275,13 @@ def parse_client_message(message: object) -> ClientMessage:
     if not isinstance(action, str):
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "missing 'action'")
     if action == "ping":
-        return Ping(timestamp=message.get("timestamp"))
+        timestamp = message.get("timestamp")
+        if timestamp is not None and (not isinstance(timestamp, str)
+                                      or len(timestamp) > MAX_PING_TIMESTAMP):
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE,
+                                f"'timestamp' must be a string of at most {MAX_PING_TIMESTAMP} "
+                                "characters")
+        return Ping(timestamp=timestamp)
     if action == "subscribe":
         max_hz = message.get("maxHz")
         if max_hz is not None and (
@@ -338,7 +347,7 @@ def error_message(code: ErrorCode, message: str, symbols: list[str] | None = Non
     return body
 
 
-def pong_message(client_timestamp: Any) -> dict[str, Any]:
+def pong_message(client_timestamp: str | None) -> dict[str, Any]:
     return {"type": "pong", "timestamp": client_timestamp, "serverTime": iso_now()}
 
 
