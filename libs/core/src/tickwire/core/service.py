@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import prometheus_client
 import uvloop
@@ -103,16 +104,20 @@ def error_response(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
-def run_service(app_factory: Callable[[], Awaitable[web.Application]], host: str, port: int) -> None:
-    """Run until SIGINT/SIGTERM; aiohttp then runs on_shutdown and cleanup_ctx in order."""
+def run_service(app_factory: Callable[[], Awaitable[web.Application]], host: str, port: int,
+                **listen: Any) -> None:
+    """Run until SIGINT/SIGTERM; aiohttp then runs on_shutdown and cleanup_ctx in order.
+    `listen` passes socket options to aiohttp (`backlog`, `reuse_port`)."""
     uvloop.install()
     web.run_app(app_factory(), host=host, port=port, print=None, access_log=None,
-                shutdown_timeout=5, handle_signals=True)
+                shutdown_timeout=5, handle_signals=True, **listen)
 
 
-def serve(program: str, settings_class: type[S], build_app: Callable[[S], web.Application]) -> None:
+def serve(program: str, settings_class: type[S], build_app: Callable[[S], web.Application],
+          listen: Callable[[S], dict[str, Any]] | None = None) -> None:
     """A service's whole `main`: settings from the environment (one line and exit 2 on a
-    bad value), logging and tracing, wait for Redis and Kafka, then serve until SIGTERM."""
+    bad value), logging and tracing, wait for Redis and Kafka, then serve until SIGTERM.
+    `listen(settings)` gives the listening socket's options."""
     settings = load_settings(settings_class, program)
     configure_logging(program, settings.log_level, settings.log_format)
     provider = configure_tracing(program, instance_id(settings), settings.trace_tick_ratio,
@@ -129,4 +134,4 @@ def serve(program: str, settings_class: type[S], build_app: Callable[[S], web.Ap
             app.on_cleanup.append(flush_traces)
         return app
 
-    run_service(start, settings.host, settings.port)
+    run_service(start, settings.host, settings.port, **(listen(settings) if listen else {}))

@@ -1,12 +1,27 @@
-"""`tickwire-edge`: settings from the environment, then serve until SIGTERM."""
+"""`tickwire-edge`: settings from the environment, then serve until SIGTERM (alone, or
+as the parent of TICKWIRE_EDGE_WORKERS processes sharing the port)."""
 
+from tickwire.core.logs import configure_logging
 from tickwire.core.service import serve
+from tickwire.core.settings import load_settings
 from tickwire.edge.app import build_app
 from tickwire.edge.settings import EdgeSettings
+from tickwire.edge.workers import Supervisor, worker_count, worker_index
+
+PROGRAM = "tickwire-edge"
+
+
+def _listen(settings: EdgeSettings) -> dict:
+    return {"backlog": settings.listen_backlog, "reuse_port": worker_index() is not None}
 
 
 def main() -> None:
-    serve("tickwire-edge", EdgeSettings, build_app)
+    settings = load_settings(EdgeSettings, PROGRAM)
+    count = worker_count(settings.workers)
+    if count > 1 and worker_index() is None:
+        configure_logging(PROGRAM, settings.log_level, settings.log_format)
+        raise SystemExit(Supervisor(settings.edge_id, count).run())
+    serve(PROGRAM, EdgeSettings, build_app, _listen)
 
 
 if __name__ == "__main__":

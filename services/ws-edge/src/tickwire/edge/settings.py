@@ -13,6 +13,11 @@ class EdgeSettings(ServiceSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8081, ge=1, le=65535)
+    workers: str = Field("1", pattern=r"^(auto|[1-9][0-9]?)$", description="edge processes "
+                         "sharing the port (SO_REUSEPORT), or auto: one per available core")
+    listen_backlog: int = Field(4096, ge=16, description="pending connections the listening "
+                                "socket queues (a reconnect storm arrives at once; the kernel "
+                                "caps it at net.core.somaxconn)")
     edge_id: str = Field("", pattern=r"^[A-Za-z0-9._\-]{0,64}$",
                          validation_alias=AliasChoices("TICKWIRE_EDGE_ID", "edge_id"))
 
