@@ -10,7 +10,8 @@ from tickwire.core import names
 from tickwire.core.models import ErrorCode
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-PLACEHOLDERS = {"symbol": "{SYMBOL}", "edge_id": "{EDGE_ID}", "provider": "{provider}"}
+PLACEHOLDERS = {"symbol": "{SYMBOL}", "edge_id": "{EDGE_ID}", "provider": "{provider}",
+                "key_id": "{key digest}"}
 
 
 def test_every_error_code_is_in_the_protocol_page():
@@ -24,8 +25,7 @@ def test_every_name_is_in_the_names_page():
     expected = [value for name, value in vars(names).items()
                 if name.isupper() and isinstance(value, str)]
     for name, function in inspect.getmembers(names, inspect.isfunction):
-        (parameter,) = inspect.signature(function).parameters
-        if parameter in PLACEHOLDERS and name.endswith(("_key", "_channel")) \
-                and PLACEHOLDERS[parameter] in (value := function(PLACEHOLDERS[parameter])):
-            expected.append(value)
+        parameters = list(inspect.signature(function).parameters)
+        if name.endswith(("_key", "_channel")) and all(p in PLACEHOLDERS for p in parameters):
+            expected.append(function(*(PLACEHOLDERS[p] for p in parameters)))
     assert [value for value in expected if value not in text] == []

@@ -39,17 +39,22 @@ class IngestorSettings(ServiceSettings):
     replay_file: str = Field("", description="CSV of quotes; empty: the sample in the package")
     replay_speed: float = Field(1.0, gt=0, description="replay clock speed (2: twice real time)")
 
-    finnhub_api_key: str = ""
-    finnhub_ws_url: str = "wss://ws.finnhub.io"
+    finnhub_api_key: str = Field("", description="Finnhub API key: enables the Finnhub trade "
+                                                 "stream")
+    finnhub_ws_url: str = Field("wss://ws.finnhub.io", description="Finnhub WebSocket endpoint")
     finnhub_stream_symbols: int = Field(50, ge=1, description="symbols one Finnhub key streams")
-    alpaca_key_id: str = ""
-    alpaca_secret_key: str = ""
-    alpaca_ws_url: str = "wss://stream.data.alpaca.markets/v2/iex"
+    alpaca_key_id: str = Field("", description="Alpaca API key id (with the secret: enables "
+                                               "the Alpaca stream)")
+    alpaca_secret_key: str = Field("", description="Alpaca API secret key")
+    alpaca_ws_url: str = Field("wss://stream.data.alpaca.markets/v2/iex",
+                               description="Alpaca market data v2 stream (/v2/iex or /v2/sip)")
     alpaca_stream_symbols: int = Field(30, ge=1, description="symbols one Alpaca key streams")
-    twelvedata_ws_url: str = "wss://ws.twelvedata.com/v1/quotes/price"
+    twelvedata_ws_url: str = Field("wss://ws.twelvedata.com/v1/quotes/price",
+                                   description="Twelve Data price stream endpoint")
     twelvedata_stream_symbols: int = Field(8, ge=1, description="symbols one Twelve Data key "
                                            "streams")
-    simulated_stream_symbols: int = Field(1000, ge=1)
+    simulated_stream_symbols: int = Field(1000, ge=1, description="symbols the simulated "
+                                          "stream holds")
     simulated_trades_per_second: float = Field(10.0, gt=0, description="per symbol, on average")
     # After the keys: its validator checks the named streams have theirs.
     streams: str = Field("", description="comma-separated order of upstream WebSocket streams; "
