@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from tickwire.core import names
 from tickwire.core.eventlog import ensure_topics, event_consumer, tickwire_topics
 from tickwire.core.service import add_probes, error_response
-from tickwire.core.tickbus import RedisTickBus, redis_client
+from tickwire.core.redisconn import redis_client
 from tickwire.ingestor.assignments import ActiveSymbols
 from tickwire.ingestor.breaker import CircuitBreaker
 from tickwire.ingestor.feed import FeedStore
@@ -54,15 +54,15 @@ async def _background(app: web.Application):
     await ensure_topics(settings.kafka_bootstrap_servers,
                         tickwire_topics(settings.subscriptions_partitions,
                                         settings.active_symbols_partitions),
-                        settings.kafka_replication_factor)
-    redis = redis_client(settings.redis_url)
+                        settings.kafka_replication_factor, settings.kafka_min_insync_replicas)
+    redis = redis_client(settings.redis_url, settings.redis_mode)
     active = app[ACTIVE]
     consumer = event_consumer(settings.kafka_bootstrap_servers, names.INGESTOR_GROUP,
                               f"ingestor-{rid}")
     consumer.subscribe([names.ACTIVE_SYMBOLS_TOPIC], listener=active)
     await consumer.start()
     runners = build_runners(settings, redis)
-    poller = app[POLLER] = Poller(runners, active, TickPublisher(redis, RedisTickBus(redis)),
+    poller = app[POLLER] = Poller(runners, active, TickPublisher(redis),
                                   FeedStore(redis),
                                   Scheduler(settings.poll_interval, settings.freshness_seconds))
     poller.latency_warning_seconds = settings.latency_warning_seconds

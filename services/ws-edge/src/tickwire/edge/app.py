@@ -13,7 +13,8 @@ from aiohttp import web
 from tickwire.core import names
 from tickwire.core.eventlog import ensure_topics, event_producer, tickwire_topics
 from tickwire.core.service import add_probes
-from tickwire.core.tickbus import RedisTickBus, redis_client
+from tickwire.core.bus import tick_bus
+from tickwire.core.redisconn import redis_client
 from tickwire.edge.announcements import Announcements
 from tickwire.edge.connection import WebSocketEndpoint
 from tickwire.edge.node import EdgeNode
@@ -38,12 +39,12 @@ async def _node(app: web.Application):
     await ensure_topics(settings.kafka_bootstrap_servers,
                         tickwire_topics(settings.subscriptions_partitions,
                                         settings.active_symbols_partitions),
-                        settings.kafka_replication_factor)
-    redis = redis_client(settings.redis_url)
+                        settings.kafka_replication_factor, settings.kafka_min_insync_replicas)
+    redis = redis_client(settings.redis_url, settings.redis_mode)
     producer = event_producer(settings.kafka_bootstrap_servers, f"edge-{settings.edge_id}")
     await producer.start()
     announcements = Announcements(producer, settings.edge_id)
-    bus = RedisTickBus(redis, on_message=lambda channel, payload: node.on_bus_message(channel, payload),
+    bus = tick_bus(redis, on_message=lambda channel, payload: node.on_bus_message(channel, payload),
                        standing_channels=(names.CONTROL_CHANNEL, names.STATUS_CHANNEL))
     node = app[NODE] = EdgeNode(settings, bus, announcements)
     app[WEBSOCKETS] = WebSocketEndpoint(node)
