@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from tickwire.core import names
 from tickwire.core.bus import tick_bus
 from tickwire.core.codecs import decode_tick
@@ -107,25 +109,20 @@ async def check_a_batch_publishes_each_symbol(redis: RedisClient) -> None:
     assert [(await cached(redis, s)).seq for s in ("B0", "B1", "B39")] == [1, 2, 1]
 
 
-async def test_an_older_quote_never_replaces_a_newer_one(redis_url):
-    redis = redis_client(redis_url)
-    try:
-        await check_an_older_quote_never_replaces_a_newer_one(redis)
-    finally:
-        await redis.aclose()
+@pytest.fixture
+async def redis(redis_url: str):
+    client = redis_client(redis_url)
+    yield client
+    await client.aclose()
 
 
-async def test_racing_replicas_keep_cache_and_channel_in_seq_order(redis_url):
-    redis = redis_client(redis_url)
-    try:
-        await check_racing_replicas_keep_cache_and_channel_in_seq_order(redis)
-    finally:
-        await redis.aclose()
+async def test_an_older_quote_never_replaces_a_newer_one(redis):
+    await check_an_older_quote_never_replaces_a_newer_one(redis)
 
 
-async def test_a_batch_publishes_each_symbol(redis_url):
-    redis = redis_client(redis_url)
-    try:
-        await check_a_batch_publishes_each_symbol(redis)
-    finally:
-        await redis.aclose()
+async def test_racing_replicas_keep_cache_and_channel_in_seq_order(redis):
+    await check_racing_replicas_keep_cache_and_channel_in_seq_order(redis)
+
+
+async def test_a_batch_publishes_each_symbol(redis):
+    await check_a_batch_publishes_each_symbol(redis)
