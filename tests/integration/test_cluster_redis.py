@@ -131,7 +131,7 @@ async def test_ticks_flow_through_any_edge_and_survive_a_primary_failover(
         redis_cluster.nodes[primary].kill()
         # Its replica takes over within a few node timeouts; every client sees AAPL again.
         for client in clients:
-            await newer_update(client, "AAPL", updates_of(client, "AAPL")[-1]["seq"], timeout=15)
+            await newer_update(client, "AAPL", updates_of(client, "AAPL")[-1], timeout=15)
         assert redis_cluster.primary_of(names.tick_channel("AAPL")) != primary
         for client in clients:
             await client.updates("AAPL", 3)
@@ -146,9 +146,15 @@ async def test_ticks_flow_through_any_edge_and_survive_a_primary_failover(
             redis_cluster.start_node(primary)  # back, as a replica of the promoted node
 
 
-async def newer_update(client: WsClient, symbol: str, after_seq: int, timeout: float) -> dict:
-    async with asyncio.timeout(timeout):
-        while True:
-            for update in await client.updates(symbol, 1, timeout=timeout):
-                if update["seq"] > after_seq:
-                    return update
+async def newer_update(client: WsClient, symbol: str, after: dict, timeout: float) -> dict:
+    """The first update of `symbol` newer than `after`: a later `seq`, or a new epoch."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                for update in await client.updates(symbol, 1, timeout=timeout):
+                    if update["epoch"] != after["epoch"] or update["seq"] > after["seq"]:
+                        return update
+    except TimeoutError:
+        seen = [(u["epoch"], u["seq"], u.get("snapshot")) for u in updates_of(client, symbol)]
+        raise AssertionError(f"no {symbol} update newer than seq {after['seq']} in {timeout} s; "
+                             f"seen {seen[-12:]}") from None

@@ -15,17 +15,29 @@ from typing import Any, Literal
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import ClusterError, NoScriptError, RedisClusterException
 
 RedisMode = Literal["standalone", "cluster"]
 RedisClient = aioredis.Redis | RedisCluster
+
+
+class _Cluster(RedisCluster):
+    """redis-py's cluster client whose every failure is a RedisError: it raises some
+    passing cluster states (a slot no node serves, mid-failover) as a bare
+    RedisClusterException, which the services' Redis error handling would not catch."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise ClusterError(str(exc)) from exc
 
 
 def redis_client(url: str, mode: RedisMode = "standalone", **options: Any) -> RedisClient:
     """A client for `url`; `options` (timeouts) apply to every connection it makes."""
     options = {"socket_connect_timeout": 3, "health_check_interval": 15, **options}
     if mode == "cluster":
-        return RedisCluster.from_url(url, **options)
+        return _Cluster.from_url(url, **options)
     return aioredis.Redis.from_url(url, **options)
 
 
@@ -52,7 +64,10 @@ async def run_scripts(redis: RedisClient, script: AsyncScript,
             for index in pending:
                 keys, args = calls[index]
                 pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-            results = await pipe.execute(raise_on_error=False)
+            try:
+                results = await pipe.execute(raise_on_error=False)
+            except RedisClusterException as exc:
+                raise ClusterError(str(exc)) from exc
         refused = []
         for index, result in zip(pending, results):
             replies[index] = result

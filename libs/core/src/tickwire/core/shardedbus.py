@@ -32,6 +32,10 @@ from tickwire.core.tickbus import COMMAND_TIMEOUT, HEALTH_CHECK_SECONDS, RedisTi
 log = logging.getLogger(__name__)
 
 Node = tuple[str, int]  # host, port
+# Error replies that mean "not here, not now" (the slot moved or is moving, the shard is
+# failing over, the connection is closing): subscribe again after a resync.
+SLOT_MAP_TIMEOUT = 1.0  # seconds one node may take to answer CLUSTER SHARDS
+TRANSIENT_REPLIES = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "LOADING", "connection")
 
 
 def parse_shards(reply: list) -> list[tuple[int, int, Node]]:
@@ -114,7 +118,7 @@ class ShardedTickBus(RedisTickBus):
                     attempt = 0
                     self.connected.set()
                     await self._watch()
-                except (RedisError, OSError, asyncio.TimeoutError) as exc:
+                except Exception as exc:  # any failure: a dead listener would silence the edge
                     self.connected.clear()
                     delay = min(2.0, 0.05 * 2 ** attempt) * random.uniform(0.5, 1.0)
                     attempt += 1
@@ -128,8 +132,7 @@ class ShardedTickBus(RedisTickBus):
         """Refresh the slot map, then subscribe every wanted channel that is not held on
         the node now serving it. Raises if some could not be placed (the caller retries)."""
         self._resync.clear()
-        self._ranges = parse_shards(await asyncio.wait_for(
-            self._redis.execute_command("CLUSTER SHARDS"), COMMAND_TIMEOUT))
+        self._ranges = await self._slot_map()
         if self._standing and self._standing_conn is None:
             node = self._ranges[0][2] if self._ranges else None
             if node is None:
@@ -138,7 +141,10 @@ class ShardedTickBus(RedisTickBus):
             await asyncio.wait_for(conn.subscribe(self._standing), COMMAND_TIMEOUT)
             self._standing_conn = conn
             conn.closed.add_done_callback(lambda _: self._lost_standing(conn))
-        misplaced = [c for c in self._channels if self._held.get(c) != self._node_of(c)]
+        # Not held, or held where its slot no longer lives (a channel of a slot no node
+        # serves yet counts too: placing it fails, and the caller retries).
+        misplaced = [c for c in self._channels
+                     if c not in self._held or self._held[c] != self._node_of(c)]
         for channel in misplaced:
             old = self._held.pop(channel, None)
             if old is not None and old in self._nodes:
@@ -157,9 +163,29 @@ class ShardedTickBus(RedisTickBus):
         if not symbols or self._on_message is None:
             return
         keys = [names.quote_key(s) for s in symbols]
-        for symbol, payload in zip(symbols, await self._redis.mget_nonatomic(keys)):
+        try:
+            payloads = await asyncio.wait_for(self._redis.mget_nonatomic(keys), COMMAND_TIMEOUT)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            # Best effort: the channels are subscribed, the next ticks bring the news.
+            log.warning("cached ticks not replayed", extra={"error": repr(exc)})
+            return
+        for symbol, payload in zip(symbols, payloads):
             if payload:
                 self._on_message(names.tick_channel(symbol), payload)
+
+    async def _slot_map(self) -> list[tuple[int, int, Node]]:
+        """`CLUSTER SHARDS` from the first node that answers, each asked briefly: right
+        after a failover the dead node is still in the list, and redis-py would spend its
+        retries on it."""
+        failure: BaseException | None = None
+        for node in self._redis.get_nodes():
+            try:
+                return parse_shards(await asyncio.wait_for(
+                    self._redis.execute_command("CLUSTER SHARDS", target_nodes=node),
+                    SLOT_MAP_TIMEOUT))
+            except (RedisError, OSError, asyncio.TimeoutError) as exc:
+                failure = exc
+        raise ConnectionResetError(f"no node answered CLUSTER SHARDS: {failure!r}")
 
     async def _watch(self) -> None:
         """Return when something needs a resync; meanwhile PING every connection each
@@ -187,7 +213,8 @@ class ShardedTickBus(RedisTickBus):
                 self._resync.set()
                 raise ConnectionResetError(f"no primary serves the slot of {channel}")
             by_node.setdefault(node, []).append(channel)
-        failures: list[BaseException] = []
+        failures: list[BaseException] = []  # the node unreachable, moving or recovering
+        refused: list[BaseException] = []   # the node said no for good (an ACL, say)
         for node, wanted in by_node.items():
             try:
                 conn = self._nodes.get(node) or await self._connect_node(node)
@@ -198,16 +225,17 @@ class ShardedTickBus(RedisTickBus):
                 continue
             for channel, result in zip(wanted, results):
                 if isinstance(result, BaseException):
-                    failures.append(result)
+                    transient = any(word in str(result) for word in TRANSIENT_REPLIES)
+                    (failures if transient else refused).append(result)
                 elif channel in self._channels:  # not unsubscribed meanwhile
                     self._held[channel] = node
                 else:
                     conn.sunsubscribe(channel)
+        if refused:
+            raise refused[0]
         if failures:
             self._resync.set()
-            refused = [f for f in failures if isinstance(f, ConnectionRefusedError)
-                       and "MOVED" not in str(f) and "CLUSTERDOWN" not in str(f)]
-            raise refused[0] if refused else ConnectionResetError(repr(failures[0]))
+            raise ConnectionResetError(repr(failures[0]))
 
     def _node_of(self, channel: str) -> Node | None:
         slot = key_slot(channel.encode())

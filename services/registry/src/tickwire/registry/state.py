@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from tickwire.core import names
 from tickwire.core.events import SubscriptionEvent
@@ -89,7 +90,8 @@ class RegistryState:
                 args=[edge_id, now_ms(), self._tombstone_s, *trace, *declared, *own_args])
             if int(reply[0]) != -1:
                 return reply
-        raise RuntimeError(f"edge {edge_id}: its symbol set kept changing during {RETRIES} reads")
+        # Transient like any Redis failure: the caller's retry applies the event again.
+        raise RedisError(f"edge {edge_id}: its symbol set kept changing during {RETRIES} reads")
 
     def _keys(self, edge_id: str) -> list[str]:
         return [names.edge_symbols_key(edge_id), names.edge_stamps_key(edge_id),
