@@ -38,7 +38,8 @@ async def wait_for_dependencies(settings: ServiceSettings, program: str, kafka: 
                 with attempt:
                     await probe()
         except (RedisError, KafkaError, OSError, asyncio.TimeoutError) as exc:
-            fail_start(program, name, value, f"unreachable ({exc!r:.160})")
+            # redis-py errors repr as "server:ErrorName": the message is what says why.
+            fail_start(program, name, value, f"unreachable ({type(exc).__name__}: {str(exc)[:160]})")
 
     async def ping_redis() -> None:
         client = redis_client(settings.redis_url, settings.redis_mode)
