@@ -127,7 +127,7 @@ async def test_a_refused_redis_subscribe_is_rolled_back_and_can_be_retried(
     await injector.redis.execute_command(
         "ACL", "SETUSER", user, "on", f">{password}", "~*", "resetchannels",
         f"&{names.CONTROL_CHANNEL}", f"&{names.STATUS_CHANNEL}",
-        f"&{names.tick_channel('OK')}*", "+@all")
+        f"&{names.tick_channel('OKAY')}", "+@all")
     try:
         edge = stack.edge("edge-l4", TICKWIRE_REDIS_URL=redis_url.replace(
             "redis://", f"redis://{user}:{password}@", 1))

@@ -55,6 +55,11 @@ class Listener:
                 await self.arrived.wait()
 
 
+def at(start, seconds: float) -> float:
+    """The Unix time a replica observed a quote, `seconds` after `start`."""
+    return (start + timedelta(seconds=seconds)).timestamp()
+
+
 async def cached(redis: RedisClient, symbol: str):
     payload = await redis.get(names.quote_key(symbol))
     return decode_tick(payload) if payload else None
@@ -65,11 +70,11 @@ async def check_an_older_quote_never_replaces_a_newer_one(redis: RedisClient) ->
     replica_a, replica_b = TickPublisher(redis), TickPublisher(redis)
     async with Listener(redis) as listener:
         await listener.bus.subscribe([names.tick_channel("AAPL")])
-        newer = await replica_a.publish(quote("AAPL", 101.0, T0 + timedelta(seconds=2)))
+        newer = await replica_a.publish(quote("AAPL", 101.0, T0), at(T0, 2))
         assert newer is not None and newer.seq == 1
-        assert await replica_b.publish(quote("AAPL", 100.0, T0)) is None
-        # An equally new quote is not older: it is published, with the next seq.
-        after = await replica_b.publish(quote("AAPL", 102.0, T0 + timedelta(seconds=2)))
+        assert await replica_b.publish(quote("AAPL", 100.0, T0), at(T0, 0)) is None
+        # A quote observed as late is not older: it is published, with the next seq.
+        after = await replica_b.publish(quote("AAPL", 102.0, T0), at(T0, 2))
         assert after is not None and (after.seq, after.epoch) == (2, newer.epoch)
         await listener.until(2)
     assert [(t.seq, t.data["price"]) for t in listener.ticks] == [(1, 101.0), (2, 102.0)]
@@ -85,8 +90,7 @@ async def check_racing_replicas_keep_cache_and_channel_in_seq_order(redis: Redis
 
         async def replica(n: int) -> None:
             for i in range(rounds):
-                await replicas[n].publish(
-                    quote("MSFT", 200 + i + n / 10, T0 + timedelta(seconds=i)))
+                await replicas[n].publish(quote("MSFT", 200 + i + n / 10, T0), at(T0, i))
 
         await asyncio.gather(replica(0), replica(1))
         counter = int(await redis.hget(names.seq_key("MSFT"), "seq"))

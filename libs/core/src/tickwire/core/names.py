@@ -58,7 +58,7 @@ def quote_key(symbol: str) -> str:
 
 def seq_key(symbol: str) -> str:
     """Hash {seq, epoch, ts}: the tick counter of a symbol, the id of its lifetime and the
-    market time (Unix ms) of the newest quote published."""
+    time (Unix ms) the newest published quote was observed by a replica."""
     return f"{SEQ_KEY_PREFIX}{symbol}{SYMBOL_TAG_SUFFIX}"
 
 

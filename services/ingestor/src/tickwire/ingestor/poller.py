@@ -126,12 +126,13 @@ class Poller:
             for runner in self.runners:
                 if not remaining:
                     break
+                asked_at = time.time()  # wall clock: replicas order their quotes by it
                 try:
                     outcome = await runner.fetch(remaining)
                 except (RedisError, OSError) as exc:
                     self._redis_failed(f"reading the {runner.name} budget", exc)
                     continue
-                delivered += await self._publish(outcome.quotes, started)
+                delivered += await self._publish(outcome.quotes, started, asked_at)
                 for symbol, reason in outcome.failed.items():
                     why_failed.setdefault(symbol, []).append(reason)
                 remaining = [s for s in remaining if s not in outcome.quotes]
@@ -141,13 +142,16 @@ class Poller:
         finally:
             self._in_flight.difference_update(symbols)
 
-    async def _publish(self, quotes: dict[str, StockQuote], started: float) -> list[str]:
-        """Publish each quote that changed; returns the symbols now stored in Redis."""
+    async def _publish(self, quotes: dict[str, StockQuote], started: float,
+                       asked_at: float) -> list[str]:
+        """Publish each quote that changed; returns the symbols now stored in Redis.
+        `asked_at` (Unix seconds) is when the provider was asked: a quote asked for before
+        the newest published one (another replica's, in a rebalance) is refused."""
         stored = []
         # A symbol that moved to a stream while this round was in flight is the stream's now.
         quotes = {symbol: quote for symbol, quote in quotes.items() if symbol not in self.streamed}
         try:
-            outcomes = await self.publisher.publish_batch(list(quotes.values()))
+            outcomes = await self.publisher.publish_batch(list(quotes.values()), asked_at)
         except (RedisError, OSError) as exc:
             outcomes = [exc] * len(quotes)
         for symbol, tick in zip(quotes, outcomes):

@@ -7,9 +7,9 @@ symbol over. When the counter is missing (a fresh symbol, or Redis lost its data
 Guarantees, per symbol, whichever replicas publish it:
 - numbering, caching and publishing are one atomic step, so the cache holds the tick
   with the highest `seq` and Pub/Sub carries ticks in `seq` order;
-- the cache never moves backwards: a quote whose market time is older than the newest
-  one published is refused (not numbered, cached or published), as happens when two
-  replicas overlap during a rebalance and the one holding an older quote is late.
+- the cache never moves backwards: a quote observed (asked for, received) before the
+  newest one published is refused (not numbered, cached or published), as happens when
+  two replicas overlap during a rebalance and the one holding an older quote is late.
 A batch of quotes is one pipeline (one round trip per Redis node).
 """
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime
 
 import msgpack
 from opentelemetry import trace
@@ -31,9 +30,10 @@ from tickwire.core.telemetry import FLOW, TICK, traceparent
 TRACER = trace.get_tracer("tickwire.ingestor")
 
 # KEYS: seq hash, quote key, tick channel (all in the symbol's slot).
-# ARGV: epoch to mint, PUBLISH | SPUBLISH, the quote's market time (Unix ms), and the tick
-# as a msgpack map missing its last two entries, seq and epoch, which only this script knows.
-# Returns {seq, epoch}, or {0, ''} when the quote is older than the newest published.
+# ARGV: epoch to mint, PUBLISH | SPUBLISH, when the quote was observed (Unix ms), and the
+# tick as a msgpack map missing its last two entries, seq and epoch, which only this script
+# knows. Returns {seq, epoch}, or {0, ''} when the quote was observed before the newest
+# published one.
 _PUBLISH = """
 local newest = tonumber(redis.call('HGET', KEYS[1], 'ts') or '-1')
 local ts = tonumber(ARGV[3])
@@ -66,17 +66,25 @@ class TickPublisher:
         self._command = tick_publish_command(redis)
         self._last: dict[str, StockQuote] = {}
 
-    async def publish(self, quote: StockQuote) -> Tick | None:
-        """The tick published, or None when the quote was unchanged or older than the
+    async def publish(self, quote: StockQuote, observed_at: float | None = None) -> Tick | None:
+        """The tick published, or None when the quote was unchanged or observed before the
         newest published. Raises RedisError/OSError when Redis did not take it."""
-        outcome = (await self.publish_batch([quote]))[0]
+        outcome = (await self.publish_batch([quote], observed_at))[0]
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
-    async def publish_batch(self, quotes: list[StockQuote]) -> list[Tick | None | Exception]:
+    async def publish_batch(self, quotes: list[StockQuote], observed_at: float | None = None
+                            ) -> list[Tick | None | Exception]:
         """Publish quotes in one pipeline; per quote in order: its tick, None (unchanged
-        or stale) or the exception that kept it from Redis (its symbol may be retried)."""
+        or stale) or the exception that kept it from Redis (its symbol may be retried).
+
+        `observed_at` (Unix seconds, default now) is when this replica learned the quotes:
+        for a poll, when its round began. Ordering by it, not by the quote's own timestamp,
+        is what keeps the cache from going backwards when two replicas overlap in a
+        rebalance: providers stamp quotes differently (fetch time, last trade, the day's
+        close), so a fallback provider's quote may carry an older stamp and still be news."""
+        observed_ms = int((time.time() if observed_at is None else observed_at) * 1000)
         outcomes: list[Tick | None | Exception] = [None] * len(quotes)
         changed = [i for i, q in enumerate(quotes) if not q.same_market_state(self._last.get(q.symbol))]
         if not changed:
@@ -91,7 +99,7 @@ class TickPublisher:
             drafts = [_draft(quotes[i], parent) for i in changed]
             replies = await run_scripts(self._redis, self._script, [
                 ([names.seq_key(d.symbol), names.quote_key(d.symbol), names.tick_channel(d.symbol)],
-                 [uuid.uuid4().hex[:8], self._command, _market_ms(quotes[i]), _head(d)])
+                 [uuid.uuid4().hex[:8], self._command, observed_ms, _head(d)])
                 for i, d in zip(changed, drafts)])
             for index, draft, reply in zip(changed, drafts, replies):
                 if isinstance(reply, Exception):
@@ -133,10 +141,3 @@ def _head(draft: Tick) -> bytes:
         packer.pack(k) + packer.pack(v) for k, v in wire.items())
 
 
-def _market_ms(quote: StockQuote) -> int:
-    """The quote's market time in Unix ms (its `timestamp`, ISO-8601 UTC); a timestamp that
-    does not parse counts as now, so it can neither block nor be refused."""
-    try:
-        return int(datetime.fromisoformat(quote.timestamp).timestamp() * 1000)
-    except ValueError:
-        return time.time_ns() // 1_000_000
