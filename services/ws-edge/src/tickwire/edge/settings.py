@@ -34,6 +34,12 @@ class EdgeSettings(ServiceSettings):
     poll_interest_seconds: float = Field(90.0, ge=0,
                                          description="a REST read keeps a symbol active this long")
     freshness_seconds: float = Field(10.0, gt=0, description="an older quote is served as stale")
+    cold_read_wait_ms: int = Field(3000, ge=0, description="a REST read of a symbol with no "
+                                   "quote yet waits this long for the first one (0: answers "
+                                   "404 at once)")
+    cold_read_max_waiting: int = Field(5000, ge=0, description="symbols REST reads may wait for "
+                                       "at once on one edge (a request waits for each of its "
+                                       "missing symbols); reads beyond it answer at once")
 
     unsubscribe_delay_seconds: float = Field(1.0, ge=0, description="a symbol's last subscriber "
                                              "leaving unsubscribes it upstream this much later, "
