@@ -45,6 +45,19 @@ class EdgeSettings(ServiceSettings):
                                              "leaving unsubscribes it upstream this much later, "
                                              "unless it is subscribed again meanwhile")
 
+    # What clients are told (GET /api/config)
+    websocket_enabled: bool = Field(True, description="false: every client polls REST "
+                                    "instead of streaming over the WebSocket")
+    websocket_rollout_percent: int = Field(100, ge=0, le=100, description="share of clients "
+                                           "(bucketed by their client id) that stream over "
+                                           "the WebSocket; the rest poll REST")
+    client_polling_interval_ms: int = Field(30000, ge=100, description="how often clients "
+                                            "that poll read the REST endpoints")
+    client_reconnect_interval_ms: int = Field(1000, ge=10, description="base of the clients' "
+                                              "reconnect backoff")
+    client_max_reconnect_attempts: int = Field(10, ge=1, description="failed reconnects "
+                                               "before a streaming client polls meanwhile")
+
     # Limits
     max_frame_bytes: int = Field(65536, ge=256)
     max_symbols: int = Field(500, ge=1, description="per connection, unless a JWT tier says more")
