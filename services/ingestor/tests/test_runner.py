@@ -264,5 +264,7 @@ async def test_a_spent_day_is_not_asked_until_it_resets():
     budget = FakeBudget(tokens=100, daily=True)
     budget.day_spent_until = 86_400.0
     outcome = await runner(provider, budget).fetch(["A", "B"])
-    assert provider.calls == [] and skipped(outcome, ["A", "B"]) == {"A", "B"}
+    assert provider.calls == [] and not outcome.quotes
+    assert outcome.failed == {s: "fake: daily quota spent until 1970-01-02T00:00:00.000Z"
+                              for s in ("A", "B")}
     assert budget.tokens == 100  # nothing was taken either

@@ -2,8 +2,8 @@
 
 `ProviderRunner.fetch` takes symbols in priority order and sorts each into
 - quotes: valid quotes it got;
-- failed: the provider failed for them (an error, junk, an open circuit); the caller tries
-  the next provider and, if all fail, may flag the data stale;
+- failed: the provider failed for them (an error, junk, an open circuit, a spent daily
+  quota); the caller tries the next provider and, if all fail, may flag the data stale;
 - neither (skipped): not tried for lack of budget or because the provider said it is rate
   limited; the next provider is tried, and the symbol stays due.
 
@@ -101,7 +101,13 @@ class ProviderRunner:
         """`symbols` in priority order, `subscribers` their watchers. Raises
         RedisError/OSError when the shared budget cannot be read."""
         outcome = ProviderOutcome()
-        if self._clock() < self._paused_until or self.budget.day_spent_until is not None:
+        if self._clock() < self._paused_until:
+            return outcome
+        if (spent_until := self.budget.day_spent_until) is not None:
+            # Failed, not skipped: with no provider left the data is flagged stale, and
+            # the symbols are tried again after a poll interval, not on every step.
+            reason = f"{self.name}: daily quota spent until {iso_from_unix(spent_until)}"
+            outcome.failed.update({s: reason for s in symbols})
             return outcome
         if self.budget.daily and subscribers:
             symbols = sorted(symbols, key=lambda s: -subscribers.get(s, 0))
