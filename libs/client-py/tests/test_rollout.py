@@ -76,3 +76,14 @@ def test_only_the_edge_s_answer_is_read_as_settings():
     for junk in (None, [1], {"websocketEnabled": "yes"}, {**body, "pollingIntervalMs": "5"},
                  {**body, "maxReconnectAttempts": True}):
         assert ClientSettings.from_body(junk) is None
+
+
+def test_the_cli_says_why_it_polls():
+    from tickwire.client import TickwireClient
+    from tickwire.client.cli.watch import connection_line
+
+    client = TickwireClient(ClientConfig(url="ws://h:1/ws", polling_interval=5))
+    client.transport = choose_transport(at(0), lambda: "x")
+    client._polling = client._poll_ok = True  # as after a successful poll
+    assert connection_line(client).plain == \
+        "DELAYED  polling http://h:1 every 5 s (rollout 0 %)  edge –  latency –"

@@ -100,13 +100,18 @@ class TransportChoice:
     percent: int | None
 
     @property
+    def why(self) -> str:
+        """Why, for people: `rollout 10 %`, `websocket disabled` or `no rollout config`."""
+        if self.reason == "no-config":
+            return "no rollout config"
+        if self.reason == "disabled":
+            return "websocket disabled"
+        return f"rollout {self.percent} %"
+
+    @property
     def label(self) -> str:
         """For people: "polling (rollout 0 %)", "websocket (rollout 100 %)", …"""
-        if self.reason == "no-config":
-            return "websocket (no rollout config)"
-        if self.reason == "disabled":
-            return "polling (websocket disabled)"
-        return f"{self.mode} (rollout {self.percent} %)"
+        return f"{self.mode} ({self.why})"
 
 
 def choose_transport(settings: ClientSettings | None,
