@@ -4,8 +4,10 @@ and waits for the first quote, through the real registry and ingestor, instead o
 
 from __future__ import annotations
 
+import asyncio
+
 from integration.ingestor_fakes import metric
-from integration.wsclient import get_json
+from integration.wsclient import eventually, get_json
 
 # Generous: the first quote's path (Kafka → registry → Kafka → ingestor → Redis) on a busy
 # machine; a cold read answers as soon as the tick arrives, so passing tests do not wait it.
@@ -46,3 +48,36 @@ async def test_a_symbol_no_provider_serves_still_gets_404_after_the_wait(stack):
     assert status == 200 and body["missing"] == ["NOSUCH2"]
     assert [q["symbol"] for q in body["quotes"]] == ["AAPL"]
     assert await metric(edge, "tickwire_edge_cold_reads_total", outcome="timeout") == 2
+
+
+async def test_a_burst_of_cold_reads_waits_for_at_most_the_bound_and_wakes_on_ticks(
+        stack, injector):
+    # A wait far longer than this test waits for the burst: only the ticks can end it.
+    edge = stack.edge("edge-c4", TICKWIRE_EDGE_COLD_READ_WAIT_MS="600000",
+                      TICKWIRE_EDGE_COLD_READ_MAX_WAITING="5")
+    symbols = [f"BURST{n}" for n in range(20)]
+    burst = asyncio.create_task(get_json(f"{edge.url}/api/quotes?symbols={','.join(symbols)}"))
+    try:
+        await eventually(lambda: _waiting(edge, 5))
+        # No room left: another cold read answers at once, while the burst still waits.
+        status, body, _ = await get_json(f"{edge.url}/api/quotes/LATE")
+        assert status == 404 and body["error"]["code"] == "NOT_FOUND" and not burst.done()
+        # The first five are what the burst waits for; their ticks end the wait.
+        for symbol in symbols[:5]:
+            await eventually(lambda s=symbol: _subscribed(injector, s))
+            await injector.publish(symbol, 1)
+        status, body, _ = await asyncio.wait_for(burst, 60)
+    finally:
+        burst.cancel()
+    assert status == 200
+    assert sorted(q["symbol"] for q in body["quotes"]) == sorted(symbols[:5])
+    assert body["missing"] == symbols[5:]
+    assert await _waiting(edge, 0)
+
+
+async def _waiting(edge, count: int) -> bool:
+    return await metric(edge, "tickwire_edge_cold_reads_waiting") == count
+
+
+async def _subscribed(injector, symbol: str) -> bool:
+    return await injector.subscribers(symbol) == 1
