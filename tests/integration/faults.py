@@ -193,12 +193,13 @@ class FlakyTwelveData:
         return web.json_response({s: self._entry(s) for s in symbols})
 
     def env(self) -> dict[str, str]:
-        """Ingestor settings: this fake as the only provider, no rate budget."""
+        """Ingestor settings: this fake as the only provider, no rate budgets."""
         return {
             "TICKWIRE_INGESTOR_PROVIDERS": "twelvedata",
             "TICKWIRE_INGESTOR_TWELVEDATA_BASE_URL": self.url,
             "TICKWIRE_INGESTOR_TWELVEDATA_API_KEY": "test-key",
             "TICKWIRE_INGESTOR_TWELVEDATA_CREDITS_PER_MINUTE": "0",
+            "TICKWIRE_INGESTOR_TWELVEDATA_CREDITS_PER_DAY": "0",
             "TICKWIRE_INGESTOR_REQUEST_TIMEOUT_SECONDS": "1",
             "TICKWIRE_INGESTOR_RETRY_ATTEMPTS": "1",
         }

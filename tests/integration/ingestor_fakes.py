@@ -197,7 +197,8 @@ def fake_apis() -> Iterator[list[FakeApi]]:
 
 
 def provider_env(api: FakeApi, providers: str = "twelvedata,alphavantage", **extra) -> dict:
-    """Ingestor settings pointing both HTTP providers at `api`, without rate limits."""
+    """Ingestor settings pointing both HTTP providers at `api`, without rate limits (per
+    minute or per day)."""
     return {
         "TICKWIRE_INGESTOR_PROVIDERS": providers,
         "TICKWIRE_INGESTOR_TWELVEDATA_BASE_URL": api.url,
@@ -206,6 +207,8 @@ def provider_env(api: FakeApi, providers: str = "twelvedata,alphavantage", **ext
         "TICKWIRE_INGESTOR_ALPHAVANTAGE_API_KEY": "test-key",
         "TICKWIRE_INGESTOR_TWELVEDATA_CREDITS_PER_MINUTE": "0",
         "TICKWIRE_INGESTOR_ALPHAVANTAGE_REQUESTS_PER_MINUTE": "0",
+        "TICKWIRE_INGESTOR_TWELVEDATA_CREDITS_PER_DAY": "0",
+        "TICKWIRE_INGESTOR_ALPHAVANTAGE_REQUESTS_PER_DAY": "0",
         "TICKWIRE_INGESTOR_REQUEST_TIMEOUT_SECONDS": "1",
         "TICKWIRE_INGESTOR_RETRY_BACKOFF_SECONDS": "0.05",
         "TICKWIRE_INGESTOR_RETRY_BACKOFF_MAX_SECONDS": "0.2",

@@ -43,6 +43,9 @@ FUZZ_EDGE_ENV = {
     # (the burst test below checks those with the defaults).
     "TICKWIRE_EDGE_CONNECTIONS_PER_SECOND_PER_IP": "100000",
     "TICKWIRE_EDGE_CONNECTION_BURST_PER_IP": "100000",
+    # No ingestor runs here: a cold read would wait its full window for every valid symbol
+    # (test_edge_cold_read covers the wait).
+    "TICKWIRE_EDGE_COLD_READ_WAIT_MS": "0",
 }
 FEW_VALID = ["FZA", "FZB", "brk.b", " nse:tcs "]  # valid after normalising; bounded upstream load
 

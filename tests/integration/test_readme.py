@@ -86,3 +86,5 @@ async def test_readme_commands_work_against_the_stack(stack):
     status = next(out for c, out in by_start.items() if c.startswith("uv run tickwire status"))
     assert "simulated" in status
     assert any('"symbol":"AAPL"' in out for c, out in by_start.items() if c.startswith("curl"))
+    assert any('"websocketRolloutPercent":100' in out for c, out in by_start.items()
+               if c.startswith("curl"))

@@ -1,6 +1,13 @@
 import { type FormEvent, useEffect, useRef, useState } from "react";
 
-import { ConnectionStatusIndicator, formatAge, normaliseSymbols, useConnectionStatus, useRealTimeStock } from "../src";
+import {
+  ConnectionStatusIndicator,
+  formatAge,
+  normaliseSymbols,
+  type TransportChoice,
+  useConnectionStatus,
+  useRealTimeStock,
+} from "../src";
 import { Sparkline } from "./Sparkline";
 
 const STORAGE_KEY = "tickwire.watchlist";
@@ -44,8 +51,17 @@ const STATUS_TEXT = {
   reconnecting: "Connection lost — reconnecting",
   offline: "Offline — showing the last known prices",
 } as const;
+const POLLING_BY_CHOICE = "Polling (this client is outside the WebSocket rollout) every";
 
-export function App({ initialSymbols, pollingInterval }: { initialSymbols?: string[]; pollingInterval: number }) {
+export function App({
+  initialSymbols,
+  pollingInterval,
+  transport,
+}: {
+  initialSymbols?: string[];
+  pollingInterval: number;
+  transport: TransportChoice;
+}) {
   const [symbols, setSymbols] = useState<string[]>(() => loadWatchlist(initialSymbols));
   const [draft, setDraft] = useState("");
   const [problem, setProblem] = useState<string | null>(null);
@@ -94,6 +110,17 @@ export function App({ initialSymbols, pollingInterval }: { initialSymbols?: stri
               <dd data-testid="last-update">{formatAge(lastUpdate)}</dd>
             </div>
             <div>
+              <dt>Mode</dt>
+              <dd
+                data-testid="transport-mode"
+                data-mode={transport.mode}
+                data-reason={transport.reason}
+                title={`rollout bucket ${transport.bucket}`}
+              >
+                {transport.label}
+              </dd>
+            </div>
+            <div>
               <dt>Edge</dt>
               <dd>{status === "live" && edgeId ? edgeId : "—"}</dd>
             </div>
@@ -113,7 +140,7 @@ export function App({ initialSymbols, pollingInterval }: { initialSymbols?: stri
 
       <main className="content">
         <div className={`banner banner-${status}`} role="note">
-          {STATUS_TEXT[status]}
+          {status === "delayed" && transport.mode === "polling" ? POLLING_BY_CHOICE : STATUS_TEXT[status]}
           {status === "delayed" ? ` ${Math.round(pollingInterval / 1000)} s` : ""}
           {status !== "live" && metrics.reconnectAttempts > 0 ? ` · attempt ${metrics.reconnectAttempts}` : ""}
         </div>

@@ -3,7 +3,14 @@
 import { StrictMode } from "react";
 import { createRoot } from "react-dom/client";
 
-import { configureWebSocketService } from "../src";
+import {
+  chooseTransport,
+  configureWebSocketService,
+  fetchClientSettings,
+  persistentClientId,
+  serviceConfigFromSettings,
+  startService,
+} from "../src";
 import { App } from "./App";
 import "./styles.css";
 
@@ -20,16 +27,24 @@ const overrides = {
   maxReconnectAttempts: millis("maxReconnectAttempts"),
   pollingInterval: millis("pollingInterval"),
 };
-const service = configureWebSocketService({
-  url: `${scheme}//${location.host}/ws`,
-  fallbackUrl: location.origin,
-  ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)),
-});
-service.connect();
+async function start(): Promise<void> {
+  // The edge's client settings first (the rollout, intervals); the query string overrides them.
+  const settings = await fetchClientSettings(location.origin);
+  const service = configureWebSocketService({
+    url: `${scheme}//${location.host}/ws`,
+    fallbackUrl: location.origin,
+    ...serviceConfigFromSettings(settings),
+    ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)),
+  });
+  const transport = chooseTransport(settings, persistentClientId());
+  startService(service, transport);
 
-const initial = params.get("symbols")?.split(",").filter(Boolean);
-createRoot(document.getElementById("root") as HTMLElement).render(
-  <StrictMode>
-    <App initialSymbols={initial} pollingInterval={service.config.pollingInterval} />
-  </StrictMode>,
-);
+  const initial = params.get("symbols")?.split(",").filter(Boolean);
+  createRoot(document.getElementById("root") as HTMLElement).render(
+    <StrictMode>
+      <App initialSymbols={initial} pollingInterval={service.config.pollingInterval} transport={transport} />
+    </StrictMode>,
+  );
+}
+
+void start();

@@ -14,6 +14,8 @@
  * - Subscriptions are reference-counted: several components may watch one symbol, and
  *   it is unsubscribed when the last one lets go.
  * - Bounded: offline actions up to `messageQueueSize` (QueueFullError beyond).
+ * - `connectPolling()` (a client outside the WebSocket rollout, see rollout.ts) never opens
+ *   a socket: it polls the REST fallback every `pollingInterval` until `disconnect()`.
  */
 
 import { backoffDelay } from "./backoff";
@@ -97,6 +99,7 @@ export class WebSocketService {
   private state: ConnectionState = "CLOSED";
   private ws: WebSocketLike | null = null;
   private started = false;
+  private pollingOnly = false;
   private everOpen = false;
   private failures = 0; // consecutive failed attempts: the trigger for polling
   private retries = 0; // retries scheduled since the last open: the backoff step
@@ -151,10 +154,22 @@ export class WebSocketService {
     this.open();
   }
 
+  /** Poll the REST fallback only, without a socket (outside the WebSocket rollout). */
+  connectPolling(): void {
+    if (this.started) return;
+    this.started = this.pollingOnly = true;
+    this.startPolling();
+  }
+
+  /** True after `connectPolling()`: this service never opens a socket. */
+  isPollingOnly(): boolean {
+    return this.pollingOnly;
+  }
+
   /** Close the socket and stop polling and retries; subscriptions are kept for `connect()`. */
   disconnect(): void {
     if (!this.started) return;
-    this.started = false;
+    this.started = this.pollingOnly = false;
     this.setState("CLOSING");
     this.clearRetry();
     this.stopPolling();
@@ -170,6 +185,10 @@ export class WebSocketService {
   reconnect(): void {
     if (!this.started) {
       this.connect();
+      return;
+    }
+    if (this.pollingOnly) {
+      this.pollSoon();
       return;
     }
     this.retryAfter = null;
@@ -263,6 +282,7 @@ export class WebSocketService {
   }
 
   private act(action: Action): void {
+    if (this.pollingOnly) return; // polls read `refs`; no socket will replay actions
     const ws = this.ws;
     if (this.state === "OPEN" && ws && ws.readyState === 1) {
       ws.send(JSON.stringify(action));

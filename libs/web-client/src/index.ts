@@ -16,5 +16,21 @@ export {
   WebSocketService,
 } from "./WebSocketService";
 export type { ServiceOptions, WebSocketFactory, WebSocketLike } from "./WebSocketService";
+export {
+  CLIENT_ID_KEY,
+  chooseTransport,
+  fetchClientSettings,
+  persistentClientId,
+  rolloutBucket,
+  serviceConfigFromSettings,
+  startService,
+} from "./rollout";
+export type {
+  ClientSettings,
+  StorageLike,
+  TransportChoice,
+  TransportMode,
+  TransportReason,
+} from "./rollout";
 export { clientOptionsFromViteEnv } from "./viteConfig";
 export type { ViteClientOptions, ViteEnv } from "./viteConfig";

@@ -46,12 +46,16 @@ class FakeProvider:
 
 
 class FakeBudget:
-    def __init__(self, tokens: float | None = None):
+    """ProviderBudget's interface: `tokens` per call (None: unlimited); `daily` says a daily
+    quota applies, `spent_until` that it is spent."""
+
+    def __init__(self, tokens: float | None = None, daily: bool = False):
         self.tokens = tokens
         self.drained = 0
         self.last_remaining = tokens
-        self.per_minute = 60 if tokens is not None else None
-        self.unit_cost = 1
+        self.daily = daily
+        self.day_left = None
+        self.day_spent_until: float | None = None
 
     @property
     def limited(self) -> bool:
@@ -66,8 +70,8 @@ class FakeBudget:
         self.last_remaining = self.tokens
         return granted
 
-    async def remaining(self) -> float | None:
-        return self.tokens
+    async def describe(self) -> dict | None:
+        return {"remaining": self.tokens} if self.tokens is not None else None
 
     async def drain(self) -> None:
         self.drained += 1
@@ -241,3 +245,26 @@ async def test_describe():
     described = await r.describe()
     assert described["circuit"] == "closed" and described["budget"]["remaining"] == 2
     assert described["lastSuccess"] and described["lastError"] is None
+
+
+async def test_a_daily_quota_goes_to_the_most_watched_symbols_first():
+    provider = FakeProvider(ok, max_batch=1)
+    outcome = await runner(provider, FakeBudget(tokens=2, daily=True)).fetch(
+        ["QUIET", "BUSY", "BUSIEST"], {"QUIET": 1, "BUSY": 5, "BUSIEST": 9})
+    assert provider.calls == [["BUSIEST"], ["BUSY"]] and skipped(outcome, ["QUIET"]) == {"QUIET"}
+    # Without a daily quota the scheduler's order (age and subscribers) stands.
+    provider = FakeProvider(ok, max_batch=1)
+    await runner(provider, FakeBudget(tokens=2)).fetch(["QUIET", "BUSY", "BUSIEST"],
+                                                       {"QUIET": 1, "BUSY": 5, "BUSIEST": 9})
+    assert provider.calls == [["QUIET"], ["BUSY"]]
+
+
+async def test_a_spent_day_is_not_asked_until_it_resets():
+    provider = FakeProvider(ok)
+    budget = FakeBudget(tokens=100, daily=True)
+    budget.day_spent_until = 86_400.0
+    outcome = await runner(provider, budget).fetch(["A", "B"])
+    assert provider.calls == [] and not outcome.quotes
+    assert outcome.failed == {s: "fake: daily quota spent until 1970-01-02T00:00:00.000Z"
+                              for s in ("A", "B")}
+    assert budget.tokens == 100  # nothing was taken either

@@ -256,3 +256,71 @@ async def test_a_subscribe_that_fails_unexpectedly_releases_its_waiters(bus, hea
     assert await asyncio.wait_for(hub.subscribe(Session("a", RecordingSink()), ["BUG"]), 5) \
         == ["BUG"]
     assert hub.symbols() == [] and heard.events == []
+
+
+def cold_hub(bus: MemoryBus, heard: Heard, wait: float = 30.0, max_waiting: int = 100):
+    from tickwire.edge.coldread import ColdReads
+
+    cold = ColdReads(wait, max_waiting)
+    hub = Hub(bus, heard, release_delay=0.05, cold_reads=cold)
+    bus.on_ticks(hub.dispatch_tick)
+    return hub, cold
+
+
+class CacheReads:
+    """Stands in for the bus's cache read: empty, counting the reads."""
+
+    def __init__(self) -> None:
+        self.reads: list[list[str]] = []
+
+    async def __call__(self, symbols: list[str]) -> list[Tick | None]:
+        self.reads.append(list(symbols))
+        return [None for _ in symbols]
+
+
+async def test_a_cold_read_is_woken_by_the_first_tick_not_by_reading_the_cache_again(bus, heard):
+    hub, cold = cold_hub(bus, heard)
+    session = Session("a", RecordingSink())
+    await hub.subscribe(session, ["WATCHED"])
+    await hub.hold(["COLD"])
+    latest = CacheReads()
+    waiting = asyncio.create_task(cold.first_quotes(["COLD", "WATCHED"], latest))
+    await until(lambda: set(cold.awaited) == {"COLD", "WATCHED"})
+    await bus.publish(tick("COLD", 1))
+    await bus.publish(tick("WATCHED", 4))
+    found = await asyncio.wait_for(waiting, 10)
+    assert {s: t.seq for s, t in found.items()} == {"COLD": 1, "WATCHED": 4}
+    assert latest.reads == [["COLD", "WATCHED"]]  # once, before waiting; never again
+    await settle()
+    assert updates(session.sink.frames) == [("WATCHED", 4)]  # the session got its tick too
+    assert cold.awaited == {}
+    await session.stop()
+
+
+async def test_cold_reads_are_bounded_and_answer_without_a_quote_when_none_comes(bus, heard):
+    hub, cold = cold_hub(bus, heard, wait=0.2, max_waiting=2)
+    await hub.hold(["A", "B", "C"])
+    latest = CacheReads()
+    first = asyncio.create_task(cold.first_quotes(["A", "B", "C"], latest))
+    await until(lambda: len(cold.awaited) == 2)
+    assert await cold.first_quotes(["C"], latest) == {}  # no room: answered at once
+    assert latest.reads == [["A", "B"]]  # only what it waits for is read again
+    assert await asyncio.wait_for(first, 10) == {}
+    assert cold.awaited == {}
+    second = asyncio.create_task(cold.first_quotes(["C"], latest))  # room again
+    await until(lambda: "C" in cold.awaited)
+    await bus.publish(tick("C", 2))
+    assert {s: t.seq for s, t in (await asyncio.wait_for(second, 10)).items()} == {"C": 2}
+
+
+async def test_readers_of_one_symbol_share_its_first_tick(bus, heard):
+    hub, cold = cold_hub(bus, heard)
+    await hub.hold(["S"])
+    readers = [asyncio.create_task(cold.first_quotes(["S"], CacheReads())) for _ in range(3)]
+    await until(lambda: "S" in cold.awaited)
+    await settle()
+    assert len(cold.awaited) == 1
+    await bus.publish(tick("S", 9))
+    for reader in readers:
+        assert (await asyncio.wait_for(reader, 10))["S"].seq == 9
+    assert cold.awaited == {}

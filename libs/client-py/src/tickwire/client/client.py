@@ -11,6 +11,9 @@ Guarantees:
   polls the REST fallback at `polling_interval` and keeps retrying the socket in the
   background (at most every 30 × `reconnect_interval`); when the socket is back, polling
   stops.
+- With `follow_rollout` (the default), `connect()` first asks the edge's `/api/config`;
+  a client outside the WebSocket rollout (rollout.py) never opens a socket and polls the
+  REST fallback at `polling_interval` until `disconnect()`; `transport` says which and why.
 - Nothing grows without bound: offline actions are capped at `message_queue_size`
   (`QueueFull` beyond), each `updates()` iterator keeps at most `update_buffer_size`
   updates (the oldest go first).
@@ -41,6 +44,7 @@ from tickwire.client.fallback import QuoteFetcher, split_quote
 from tickwire.client.models import (ConnectionFailed, ConnectionMetrics, ConnectionState,
                                     FallbackError, QueueFull, ServerError, TickwireError,
                                     Update)
+from tickwire.client.rollout import TransportChoice, choose_transport, fetch_client_settings
 from tickwire.client.sequence import SequenceTracker, Verdict
 
 log = logging.getLogger(__name__)
@@ -141,6 +145,9 @@ class TickwireClient:
         self._polling = False
         self._poll_ok = False
         self._poll_now = asyncio.Event()
+        self._polling_only = False
+        self.transport: TransportChoice | None = None
+        """The transport `connect()` chose (None before it, or without `follow_rollout`)."""
 
         self._message_handlers: list[MessageHandler] = []
         self._error_handlers: list[ErrorHandler] = []
@@ -254,8 +261,8 @@ class TickwireClient:
     async def connect(self) -> None:
         """Returns once the socket is open or the first attempt has failed (retries then
         go on in the background). Raises ConnectionFailed if that attempt fails and
-        auto-reconnect is off."""
-        if self._supervisor is not None and not self._supervisor.done():
+        auto-reconnect is off. Outside the WebSocket rollout it returns at once, polling."""
+        if self._polling_only or (self._supervisor is not None and not self._supervisor.done()):
             return
         self._stopping = False
         if self._session is None or self._session.closed:
@@ -263,6 +270,14 @@ class TickwireClient:
                 connector=aiohttp.TCPConnector(ssl=self.config.tls))
             self._fetcher = QuoteFetcher(self._session, self.config.rest_base, self._auth(),
                                          timeout=max(self.config.connect_timeout, 1.0))
+        if self.config.follow_rollout:
+            settings = await fetch_client_settings(self._session, self.config.rest_base,
+                                                   self._auth(), self.config.connect_timeout)
+            self.transport = choose_transport(settings, self.config.rollout_id)
+            if self.transport.mode == "polling":
+                self._polling_only = True
+                self._start_polling()
+                return
         first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._supervisor = asyncio.create_task(self._supervise(first), name="tickwire-client")
         await first
@@ -282,7 +297,7 @@ class TickwireClient:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._supervisor = self._poller = None
-        self._polling = self._poll_ok = False
+        self._polling = self._poll_ok = self._polling_only = False
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -292,6 +307,9 @@ class TickwireClient:
 
     async def reconnect(self) -> None:
         """Drop the current socket (if any) and try again now, skipping any backoff wait."""
+        if self._polling_only:
+            self._poll_now.set()
+            return
         if self._supervisor is None or self._supervisor.done():
             await self.connect()
             return
@@ -330,6 +348,8 @@ class TickwireClient:
             self._sequences.forget(symbol)
 
     async def _act(self, message: dict[str, Any]) -> None:
+        if self._polling_only:
+            return  # polls read `_desired`; no socket will replay actions
         ws = self._ws
         if self._state is ConnectionState.OPEN and ws is not None:
             try:

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
+
+from tickwire.client.rollout import default_client_id_file, persistent_client_id
 
 
 def trusting(ca_file: str) -> ssl.SSLContext:
@@ -49,6 +52,14 @@ class ClientConfig:
     generated CA), in addition to the system's."""
     ssl_context: ssl.SSLContext | None = None
     """A ready TLS context for wss:// and https://; takes precedence over `ca_file`."""
+    follow_rollout: bool = True
+    """Ask the edge's `GET /api/config` at `connect()`: outside the WebSocket rollout (or
+    with WebSockets switched off) the client polls the REST fallback and opens no socket."""
+    client_id: str | None = None
+    """The id the rollout buckets this client by; None: the one kept in `client_id_file`."""
+    client_id_file: str | None = None
+    """Where the persistent client id lives; None: `$XDG_CONFIG_HOME/tickwire/client-id`
+    (`~/.config/tickwire/client-id`)."""
 
     def __post_init__(self) -> None:
         if urlsplit(self.url).scheme not in ("ws", "wss"):
@@ -71,6 +82,13 @@ class ClientConfig:
     def tls(self) -> ssl.SSLContext | bool:
         """What aiohttp takes as `ssl=`: the configured context, or True (system trust)."""
         return self.ssl_context if self.ssl_context is not None else True
+
+    def rollout_id(self) -> str:
+        """The explicit `client_id`, or the persistent one (read or made on first use)."""
+        if self.client_id:
+            return self.client_id
+        path = Path(self.client_id_file) if self.client_id_file else default_client_id_file()
+        return persistent_client_id(path)
 
     @property
     def rest_base(self) -> str:

@@ -73,6 +73,12 @@ def rate_bucket_key(provider: str) -> str:
     return f"{RATE_BUCKET_PREFIX}{provider}"
 
 
+def day_budget_key(provider: str) -> str:
+    """Hash {day, spent}: the units all ingestor replicas spent with one provider on `day`
+    (days since the Unix epoch, UTC); a single-key family like the minute bucket."""
+    return f"{RATE_BUCKET_PREFIX}{provider}:day"
+
+
 def symbol_edges_key(symbol: str) -> str:
     return f"{SYMBOL_EDGES_PREFIX}{symbol}{SYMBOL_EDGES_SUFFIX}"
 

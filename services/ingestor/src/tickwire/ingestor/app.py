@@ -16,6 +16,8 @@ from tickwire.core.service import add_probes, error_response, stop_tasks
 from tickwire.core.settings import generated_id
 from tickwire.ingestor.assignments import ActiveSymbols
 from tickwire.ingestor.breaker import CircuitBreaker
+from tickwire.ingestor.budget import ProviderBudget
+from tickwire.ingestor.daybudget import DailyBudget
 from tickwire.ingestor.feed import FeedStore
 from tickwire.ingestor.poller import Poller
 from tickwire.ingestor.providers import build_providers
@@ -36,12 +38,15 @@ STREAMS = web.AppKey("streams", StreamManager)
 
 
 def build_runners(settings: IngestorSettings, redis: aioredis.Redis) -> list[ProviderRunner]:
-    """The configured providers in order, each behind its shared budget, breaker and retries."""
+    """The configured providers in order, each behind its shared budgets (per minute and
+    per day), breaker and retries."""
     retry = RetryPolicy(settings.retry_attempts, settings.retry_backoff_seconds,
                         settings.retry_backoff_max_seconds)
     return [
         ProviderRunner(provider,
-                       RateBudget(redis, provider.name, limit.per_minute, limit.per_symbol),
+                       ProviderBudget(
+                           RateBudget(redis, provider.name, limit.per_minute, limit.per_symbol),
+                           DailyBudget(redis, provider.name, limit.per_day, limit.per_symbol)),
                        CircuitBreaker(settings.breaker_failures, settings.breaker_reset_seconds),
                        retry, settings.rate_limited_pause_seconds)
         for provider, limit in build_providers(settings)

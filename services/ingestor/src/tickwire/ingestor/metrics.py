@@ -19,6 +19,9 @@ CIRCUIT_STATE = Gauge(
 BUDGET_REMAINING = Gauge(
     "tickwire_ingestor_rate_budget_remaining",
     "Tokens left in the provider's shared rate-limit bucket, as last seen", ["provider"])
+DAY_BUDGET_LEFT = Gauge(
+    "tickwire_ingestor_daily_budget_left",
+    "Units left today in the provider's shared daily quota, as last seen", ["provider"])
 TICKS_PUBLISHED = Counter("tickwire_ingestor_ticks_published_total", "Ticks published")
 INGEST_LATENCY = Histogram(
     "tickwire_ingestor_ingest_latency_seconds",

@@ -122,13 +122,15 @@ class Poller:
         remaining = list(symbols)
         why_failed: dict[str, list[str]] = {}
         delivered: list[str] = []
+        subscribers = {s: state.subscribers for s in symbols
+                       if (state := self.scheduler.symbols.get(s)) is not None}
         try:
             for runner in self.runners:
                 if not remaining:
                     break
                 asked_at = time.time()  # wall clock: replicas order their quotes by it
                 try:
-                    outcome = await runner.fetch(remaining)
+                    outcome = await runner.fetch(remaining, subscribers)
                 except (RedisError, OSError) as exc:
                     self._redis_failed(f"reading the {runner.name} budget", exc)
                     continue

@@ -2,13 +2,16 @@
 
 `ProviderRunner.fetch` takes symbols in priority order and sorts each into
 - quotes: valid quotes it got;
-- failed: the provider failed for them (an error, junk, an open circuit); the caller tries
-  the next provider and, if all fail, may flag the data stale;
+- failed: the provider failed for them (an error, junk, an open circuit, a spent daily
+  quota); the caller tries the next provider and, if all fail, may flag the data stale;
 - neither (skipped): not tried for lack of budget or because the provider said it is rate
   limited; the next provider is tried, and the symbol stays due.
 
-Budget is spent in the given order, so the most deserving symbols get it. Each request,
-retries included, is paid from the shared bucket; a retry that cannot be paid is not made.
+Budget is spent in the given order, so the most deserving symbols get it; a provider with
+a daily quota spends it on the most-watched symbols first (by subscribers, then the given
+order), and once the day's quota is spent it is not asked again until the day resets.
+Each request, retries included, is paid from the shared budgets; a retry that cannot be
+paid is not made.
 Retries (tenacity: exponential backoff with full jitter) are for transient failures only.
 """
 
@@ -17,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from opentelemetry import trace
@@ -28,11 +31,11 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from tickwire.core.models import StockQuote, iso_from_unix
 from tickwire.core.telemetry import FLOW, TICK
 from tickwire.ingestor.breaker import CircuitBreaker, CircuitState, Permit
-from tickwire.ingestor.metrics import (BUDGET_REMAINING, CIRCUIT_STATE, PROVIDER_REQUESTS,
-                                       PROVIDER_RETRIES, REJECTED_QUOTES)
+from tickwire.ingestor.budget import ProviderBudget
+from tickwire.ingestor.metrics import (BUDGET_REMAINING, CIRCUIT_STATE, DAY_BUDGET_LEFT,
+                                       PROVIDER_REQUESTS, PROVIDER_RETRIES, REJECTED_QUOTES)
 from tickwire.ingestor.providers.base import (UNHEALTHY, FailureKind, FetchResult, ProviderError,
                                               QuoteProvider)
-from tickwire.ingestor.ratelimit import RateBudget
 
 log = logging.getLogger(__name__)
 TRACER = trace.get_tracer("tickwire.ingestor")
@@ -72,7 +75,7 @@ def _transient(exc: BaseException) -> bool:
 
 
 class ProviderRunner:
-    def __init__(self, provider: QuoteProvider, budget: RateBudget, breaker: CircuitBreaker,
+    def __init__(self, provider: QuoteProvider, budget: ProviderBudget, breaker: CircuitBreaker,
                  retry: RetryPolicy = RetryPolicy(), rate_limited_pause: float = 15.0,
                  concurrency: int = 4, clock: Callable[[], float] = time.monotonic):
         self.provider = provider
@@ -84,6 +87,7 @@ class ProviderRunner:
         self._clock = clock
         self._requests = asyncio.Semaphore(concurrency)
         self._paused_until = 0.0
+        self._day_spent_logged: float | None = None
         self.requests = 0
         self.failures = 0
         self.last_success: float | None = None
@@ -92,11 +96,21 @@ class ProviderRunner:
         CIRCUIT_STATE.labels(self.name).set(CircuitState.CLOSED.gauge)
         PROVIDER_RETRIES.labels(self.name)  # exported as 0 from the start
 
-    async def fetch(self, symbols: list[str]) -> ProviderOutcome:
-        """Raises RedisError/OSError when the shared budget cannot be read."""
+    async def fetch(self, symbols: list[str],
+                    subscribers: Mapping[str, int] | None = None) -> ProviderOutcome:
+        """`symbols` in priority order, `subscribers` their watchers. Raises
+        RedisError/OSError when the shared budget cannot be read."""
         outcome = ProviderOutcome()
         if self._clock() < self._paused_until:
             return outcome
+        if (spent_until := self.budget.day_spent_until) is not None:
+            # Failed, not skipped: with no provider left the data is flagged stale, and
+            # the symbols are tried again after a poll interval, not on every step.
+            reason = f"{self.name}: daily quota spent until {iso_from_unix(spent_until)}"
+            outcome.failed.update({s: reason for s in symbols})
+            return outcome
+        if self.budget.daily and subscribers:
+            symbols = sorted(symbols, key=lambda s: -subscribers.get(s, 0))
         permit = self.breaker.acquire()
         if permit is None:
             trace.get_current_span().add_event("circuit open", {"tickwire.provider": self.name})
@@ -261,16 +275,19 @@ class ProviderRunner:
     def _show_budget(self) -> None:
         if self.budget.last_remaining is not None:
             BUDGET_REMAINING.labels(self.name).set(self.budget.last_remaining)
+        if (left := self.budget.day_left) is not None:
+            DAY_BUDGET_LEFT.labels(self.name).set(left)
+        spent_until = self.budget.day_spent_until
+        if spent_until is not None and spent_until != self._day_spent_logged:
+            self._day_spent_logged = spent_until
+            log.warning("daily quota spent; failing over until it resets", extra={
+                "provider": self.name, "resets_at": iso_from_unix(spent_until)})
 
     async def describe(self) -> dict:
         """The state /api/providers shows (reads the shared budget from Redis)."""
         CIRCUIT_STATE.labels(self.name).set(self.breaker.state.gauge)
-        budget = None
-        if self.budget.limited:
-            remaining = await self.budget.remaining()
-            self._show_budget()
-            budget = {"perMinute": self.budget.per_minute, "costPerSymbol": self.budget.unit_cost,
-                      "remaining": round(remaining, 2)}
+        budget = await self.budget.describe()
+        self._show_budget()
         paused = self._paused_until - self._clock()
         return {
             "name": self.name,

@@ -29,10 +29,14 @@ class IngestorSettings(ServiceSettings):
     alphavantage_base_url: str = "https://www.alphavantage.co"
     alphavantage_requests_per_minute: int = Field(5, ge=0, description="shared by all replicas; "
                                                   "0: unlimited")
+    alphavantage_requests_per_day: int = Field(25, ge=0, description="per UTC day, shared by "
+                                               "all replicas (the free key's cap); 0: unlimited")
     twelvedata_api_key: str = ""
     twelvedata_base_url: str = "https://api.twelvedata.com"
     twelvedata_credits_per_minute: int = Field(8, ge=0, description="shared by all replicas; "
                                                "0: unlimited")
+    twelvedata_credits_per_day: int = Field(800, ge=0, description="per UTC day, shared by all "
+                                            "replicas (the free plan's cap); 0: unlimited")
     twelvedata_credits_per_symbol: int = Field(1, ge=1, description="credits one symbol of a "
                                                "/quote request costs")
     simulated_seed: int = 0

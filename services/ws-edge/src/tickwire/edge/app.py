@@ -16,6 +16,7 @@ from tickwire.core.eventlog import ensure_tickwire_topics, event_producer
 from tickwire.core.redisconn import redis_client
 from tickwire.core.service import add_probes, stop_tasks
 from tickwire.edge.announcements import Announcements
+from tickwire.edge.clientconfig import config_route
 from tickwire.edge.node import EdgeNode
 from tickwire.edge.observability import LATENCY_WARNINGS, export_subscriptions
 from tickwire.edge.rest import QuoteRoutes
@@ -148,6 +149,7 @@ def build_app(settings: EdgeSettings) -> web.Application:
     app.router.add_get("/api/stream", sse)
     app.router.add_get("/api/quotes", quotes)
     app.router.add_get("/api/quotes/{symbol}", quote)
+    app.router.add_get("/api/config", config_route(settings))
     app.router.add_get("/", index)
     app.router.add_get("/assets/{name:[A-Za-z0-9._-]+}", asset)
 

@@ -14,6 +14,8 @@ Guarantees:
   keep the symbol for `release_delay` seconds, and interest that comes back meanwhile
   cancels the release. A page reload, or subscribe/unsubscribe churn, reaches Redis and
   Kafka only as its net transition per symbol.
+- A cold read waiting for a symbol's first quote (`ColdReads`) gets its first tick as it
+  is dispatched, whether or not a session watches the symbol too.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from tickwire.core.codecs import DecodeError, decode_tick
 from tickwire.core.models import Tick
 from tickwire.core.tickbus import TickBus
 from tickwire.edge.announcements import Announcements
+from tickwire.edge.coldread import ColdReads
 from tickwire.edge.frames import TickFrames
 from tickwire.edge.observability import HOT, fan_out_span, upstream_span
 from tickwire.edge.session import Session
@@ -39,8 +42,11 @@ SYMBOLS = Gauge("tickwire_edge_symbols", "Symbols with at least one local subscr
 
 
 class Hub:
-    def __init__(self, bus: TickBus, announcements: Announcements, release_delay: float = 1.0):
+    def __init__(self, bus: TickBus, announcements: Announcements, release_delay: float = 1.0,
+                 cold_reads: ColdReads | None = None):
         self._bus = bus
+        self._cold_reads = cold_reads
+        self._awaited = cold_reads.awaited if cold_reads is not None else {}
         self._announcements = announcements
         self._release_delay = release_delay
         # symbol → its sessions, for every symbol subscribed upstream (a symbol waiting
@@ -218,12 +224,16 @@ class Hub:
         """Called by the bus listener for every tick: decode once, offer to each watcher."""
         symbol = names.symbol_from_channel(channel)
         watchers = self._watchers.get(symbol)
-        if not watchers:
+        if not watchers and symbol not in self._awaited:
             return
         try:
             tick = decode_tick(payload)
         except DecodeError as exc:
             log.warning("undecodable tick", extra={"channel": channel, "error": str(exc)})
+            return
+        if symbol in self._awaited:
+            self._cold_reads.delivered(tick)
+        if not watchers:
             return
         HOT.ticks_received += 1
         frames = TickFrames(tick)

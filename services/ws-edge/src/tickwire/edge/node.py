@@ -21,6 +21,7 @@ from tickwire.core.tickbus import TickBus
 from tickwire.edge import liveness
 from tickwire.edge.admission import Admission
 from tickwire.edge.announcements import Announcements
+from tickwire.edge.coldread import ColdReads
 from tickwire.edge.commands import Commands
 from tickwire.edge.control import parse_control
 from tickwire.edge.drain import drain_sessions
@@ -47,7 +48,9 @@ class EdgeNode:
         self.settings = settings
         self.bus = bus
         self.announcements = announcements
-        self.hub = Hub(bus, announcements, settings.unsubscribe_delay_seconds)
+        self.cold_reads = ColdReads(settings.cold_read_wait_ms / 1000,
+                                    settings.cold_read_max_waiting)
+        self.hub = Hub(bus, announcements, settings.unsubscribe_delay_seconds, self.cold_reads)
         self.feeds = Feeds(self.hub)
         self.commands = Commands(self.hub, bus, self.feeds, self.shed,
                                  settings.rate_limit_close_seconds)

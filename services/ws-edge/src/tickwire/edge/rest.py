@@ -2,8 +2,9 @@
 
 Guarantees: a read counts as interest: the symbols stay subscribed upstream for
 `poll_interest_seconds` after the last read (at most `max_symbols` of them at once), so a
-client that polls sees fresh prices rather than a frozen cache. A response's ETag names
-the exact versions served.
+client that polls sees fresh prices rather than a frozen cache. A read of a held symbol
+with nothing cached yet waits up to `cold_read_wait_ms` for its first quote (coldread.py)
+before it answers without it. A response's ETag names the exact versions served.
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ class PollInterest:
         self._clock = clock
         self._expiry: dict[str, float] = {}
 
-    async def touch(self, symbols: list[str]) -> None:
+    async def touch(self, symbols: list[str]) -> list[str]:
+        """Renew or start the interest in `symbols`; returns those now held upstream."""
         if self._ttl <= 0:
-            return
+            return []
         until = self._clock() + self._ttl
         new = [s for s in symbols if s not in self._expiry][: max(0, self._max - len(self._expiry))]
         for symbol in symbols:
@@ -52,6 +54,7 @@ class PollInterest:
         if new:
             for symbol in await self._hub.hold(new):
                 self._expiry.pop(symbol, None)
+        return [s for s in symbols if s in self._expiry]
 
     def expire(self) -> None:
         now = self._clock()
@@ -101,8 +104,7 @@ class QuoteRoutes:
         symbol = normalise_symbol(request.match_info["symbol"])
         if symbol is None:
             return error_response(400, "INVALID_SYMBOL", "not a valid symbol")
-        await self._node.poll_interest.touch([symbol])
-        [tick] = await self._node.bus.latest([symbol])
+        [tick] = await self._read([symbol])
         if tick is None:
             return error_response(404, "NOT_FOUND", f"no quote cached for {symbol} yet")
         return _cached_json(request, quote_body(tick, self._freshness), _etag([symbol], [tick]))
@@ -120,10 +122,21 @@ class QuoteRoutes:
         if invalid:
             return error_response(400, "INVALID_SYMBOL",
                                   "not valid symbols: " + ", ".join(invalid)[:200])
-        await self._node.poll_interest.touch(symbols)
-        ticks = await self._node.bus.latest(symbols)
+        ticks = await self._read(symbols)
         body = {
             "quotes": [quote_body(t, self._freshness) for t in ticks if t is not None],
             "missing": [s for s, t in zip(symbols, ticks) if t is None],
         }
         return _cached_json(request, body, _etag(symbols, ticks))
+
+    async def _read(self, symbols: list[str]) -> list[Tick | None]:
+        """The cached ticks of `symbols`; the held ones missing are waited for (a cold read)."""
+        node = self._node
+        held = await node.poll_interest.touch(symbols)
+        ticks = await node.bus.latest(symbols)
+        if held and None in ticks:
+            waited = set(held)
+            cold = [s for s, t in zip(symbols, ticks) if t is None and s in waited]
+            found = await node.cold_reads.first_quotes(cold, node.bus.latest)
+            ticks = [t if t is not None else found.get(s) for s, t in zip(symbols, ticks)]
+        return ticks

@@ -34,10 +34,29 @@ class EdgeSettings(ServiceSettings):
     poll_interest_seconds: float = Field(90.0, ge=0,
                                          description="a REST read keeps a symbol active this long")
     freshness_seconds: float = Field(10.0, gt=0, description="an older quote is served as stale")
+    cold_read_wait_ms: int = Field(3000, ge=0, description="a REST read of a symbol with no "
+                                   "quote yet waits this long for the first one (0: answers "
+                                   "404 at once)")
+    cold_read_max_waiting: int = Field(5000, ge=0, description="symbols REST reads may wait for "
+                                       "at once on one edge (a request waits for each of its "
+                                       "missing symbols); reads beyond it answer at once")
 
     unsubscribe_delay_seconds: float = Field(1.0, ge=0, description="a symbol's last subscriber "
                                              "leaving unsubscribes it upstream this much later, "
                                              "unless it is subscribed again meanwhile")
+
+    # What clients are told (GET /api/config)
+    websocket_enabled: bool = Field(True, description="false: every client polls REST "
+                                    "instead of streaming over the WebSocket")
+    websocket_rollout_percent: int = Field(100, ge=0, le=100, description="share of clients "
+                                           "(bucketed by their client id) that stream over "
+                                           "the WebSocket; the rest poll REST")
+    client_polling_interval_ms: int = Field(30000, ge=100, description="how often clients "
+                                            "that poll read the REST endpoints")
+    client_reconnect_interval_ms: int = Field(1000, ge=10, description="base of the clients' "
+                                              "reconnect backoff")
+    client_max_reconnect_attempts: int = Field(10, ge=1, description="failed reconnects "
+                                               "before a streaming client polls meanwhile")
 
     # Limits
     max_frame_bytes: int = Field(65536, ge=256)

@@ -61,6 +61,8 @@ def connection_line(client: TickwireClient) -> Text:
     if status is ConnectionStatus.DELAYED:
         text.append(f"  polling {client.config.rest_base} every "
                     f"{client.config.polling_interval:g} s")
+        if client.transport is not None and client.transport.mode == "polling":
+            text.append(f" ({client.transport.why})")
     else:
         text.append(f"  {client.config.url}")
     text.append(f"  edge {client.edge_id or '–'}")

@@ -16,10 +16,12 @@ from tickwire.ingestor.settings import IngestorSettings
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
-    """Per minute, shared by all replicas; `per_symbol` units per symbol fetched."""
+    """Per minute and per UTC day, shared by all replicas; `per_symbol` units per symbol
+    fetched."""
 
     per_minute: int  # 0: unlimited
     per_symbol: int = 1
+    per_day: int = 0  # 0: unlimited
 
 
 def build_providers(settings: IngestorSettings) -> list[tuple[QuoteProvider, RateLimit]]:
@@ -30,12 +32,14 @@ def build_providers(settings: IngestorSettings) -> list[tuple[QuoteProvider, Rat
             providers.append((TwelveDataProvider(settings.twelvedata_base_url,
                                                  settings.twelvedata_api_key, timeout),
                               RateLimit(settings.twelvedata_credits_per_minute,
-                                        settings.twelvedata_credits_per_symbol)))
+                                        settings.twelvedata_credits_per_symbol,
+                                        settings.twelvedata_credits_per_day)))
         elif name == "alphavantage":
             # One request per symbol: the request budget is a symbol budget.
             providers.append((AlphaVantageProvider(settings.alphavantage_base_url,
                                                    settings.alphavantage_api_key, timeout),
-                              RateLimit(settings.alphavantage_requests_per_minute)))
+                              RateLimit(settings.alphavantage_requests_per_minute,
+                                        per_day=settings.alphavantage_requests_per_day)))
         elif name == "simulated":
             providers.append((SimulatedProvider(seed=settings.simulated_seed), RateLimit(0)))
         elif name == "replay":
