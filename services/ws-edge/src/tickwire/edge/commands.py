@@ -9,8 +9,8 @@ Guarantees:
 - Limits count symbol changes, not messages: a subscribe spends one unit of the
   client's change budget per symbol it adds; over budget its new symbols are refused
   with RATE_LIMIT_EXCEEDED. Unsubscribes are always honoured.
-- Messages over the client's message rate are dropped with one RATE_LIMIT_EXCEEDED per
-  episode; a client that keeps it up for `rate_limit_close_seconds` is closed (1008).
+- Messages over the client's message rate (WebSocket pings and pongs count as
+  messages) are dropped with one RATE_LIMIT_EXCEEDED per episode; a client that keeps it up for `rate_limit_close_seconds` is closed (1008).
 - A snapshot read that fails (Redis restarted under a pooled connection, or down) is
   tried once more, then skipped with one DATA_STALE naming the symbols: the subscription
   stands and the socket lives.
@@ -73,14 +73,22 @@ class Commands:
         self._shed = shed
         self._close_after = rate_limit_close_seconds
 
+    async def within_rate(self, session: Session) -> bool:
+        """Whether one more frame from the client (data or control: a WebSocket ping
+        costs the same as a message) is within its message rate; when it is not, the
+        client is told once per episode, and closed once the episode lasts too long."""
+        excess = session.over_rate(time.monotonic())
+        if excess is None:
+            return True
+        if excess == 0.0:
+            send_error(session, ErrorCode.RATE_LIMIT_EXCEEDED, "too many messages; slow down")
+        elif excess > self._close_after:
+            await self._shed(session, WSCloseCode.POLICY_VIOLATION, "message rate abuse")
+        return False
+
     async def on_frame(self, session: Session, data: str | bytes, binary: bool) -> None:
         """One WebSocket data frame: rate-limited, decoded, carried out."""
-        excess = session.over_rate(time.monotonic())
-        if excess is not None:
-            if excess == 0.0:
-                send_error(session, ErrorCode.RATE_LIMIT_EXCEEDED, "too many messages; slow down")
-            elif excess > self._close_after:
-                await self._shed(session, WSCloseCode.POLICY_VIOLATION, "message rate abuse")
+        if not await self.within_rate(session):
             return
         try:
             if session.binary:
