@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.local/bin:$(PATH)
 PYTEST := uv run --frozen pytest
 
-.PHONY: install install-test run down test test-web test-unit test-integration test-deploy bench soak
+.PHONY: install install-test run run-cluster down test test-web test-unit test-integration test-deploy bench soak
 
 install:
 	@deploy/local/install.sh
@@ -13,6 +13,9 @@ install-test:
 
 run: install
 	@uv run --frozen python deploy/local/run.py
+
+run-cluster: install
+	@uv run --frozen python deploy/local/run_cluster.py
 
 down:
 	@if [ -f .run/pids ]; then \

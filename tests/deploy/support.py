@@ -39,6 +39,7 @@ SERVICES = {
 VALUES_FILES = {
     "default": [],
     "production": [CHART / "values-production.yaml"],
+    "cluster": [CHART / "values-cluster.yaml"],
     "all-features": [Path(__file__).parent / "values-all-features.yaml"],
 }
 

@@ -101,8 +101,8 @@ def test_ports_follow_design_md(compose, design_ports):
     internal = re.search(r"INTERNAL://kafka:(\d+)", kafka["KAFKA_ADVERTISED_LISTENERS"]).group(1)
     for name in TICKWIRE:
         env = services[name]["environment"]
-        assert env["TICKWIRE_KAFKA_BOOTSTRAP_SERVERS"] == f"kafka:{internal}"
-        assert env["TICKWIRE_REDIS_URL"] == "redis://redis:6379/0"
+        assert _expand(env["TICKWIRE_KAFKA_BOOTSTRAP_SERVERS"]) == f"kafka:{internal}"
+        assert _expand(env["TICKWIRE_REDIS_URL"]) == "redis://redis:6379/0"
 
 
 def test_start_up_is_ordered_by_health(compose):
@@ -264,3 +264,16 @@ def test_tls_override_validates_and_mounts_files_that_exist():
     assert set(override["services"]) == {"haproxy"}
     for source, _ in _bind_mounts(override["services"]["haproxy"]):
         assert (REPO / source).exists(), f"tls.yml mounts missing {source}"
+
+
+def test_redis_and_kafka_can_be_external_clusters(compose):
+    """Standalone containers by default; an external Redis Cluster and multi-broker Kafka
+    through the same variables the services read."""
+    env = compose["x-tickwire-env"]
+    defaults = {name: _expand(str(value)) for name, value in env.items()}
+    assert defaults["TICKWIRE_REDIS_MODE"] == "standalone"
+    assert defaults["TICKWIRE_REDIS_URL"] == "redis://redis:6379/0"
+    assert (defaults["TICKWIRE_KAFKA_REPLICATION_FACTOR"], defaults["TICKWIRE_KAFKA_MIN_INSYNC_REPLICAS"]) == ("1", "1")
+    for name in ("TICKWIRE_REDIS_URL", "TICKWIRE_REDIS_MODE", "TICKWIRE_KAFKA_BOOTSTRAP_SERVERS",
+                 "TICKWIRE_KAFKA_REPLICATION_FACTOR", "TICKWIRE_KAFKA_MIN_INSYNC_REPLICAS"):
+        assert str(env[name]).startswith(f"${{{name}:-"), name

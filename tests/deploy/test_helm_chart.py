@@ -260,6 +260,21 @@ def test_provider_keys_reach_only_the_ingestor(rendered_by_name):
     assert not [k for k in configmap["data"] if "KEY" in k or "SECRET" in k]
 
 
+def test_cluster_values_point_at_a_redis_cluster_and_a_multi_broker_kafka(rendered_by_name):
+    cluster = rendered_by_name["cluster"]
+    assert not [o for o in cluster.objects if o["kind"] == "StatefulSet"]  # no in-release engines
+    config = cluster.of_kind("ConfigMap")[0]["data"]
+    assert config["TICKWIRE_REDIS_MODE"] == "cluster"
+    assert len(config["TICKWIRE_KAFKA_BOOTSTRAP_SERVERS"].split(",")) == 3
+    assert (config["TICKWIRE_KAFKA_REPLICATION_FACTOR"], config["TICKWIRE_KAFKA_MIN_INSYNC_REPLICAS"]) == ("3", "2")
+    # Every service reads the ConfigMap, so each one runs in cluster mode.
+    for component in COMPONENTS:
+        container = _container(cluster.one("Deployment", component))
+        sources = [s["configMapRef"]["name"] for s in container.get("envFrom", []) if "configMapRef" in s]
+        assert cluster.of_kind("ConfigMap")[0]["metadata"]["name"] in sources, component
+    assert rendered_by_name["default"].of_kind("ConfigMap")[0]["data"]["TICKWIRE_REDIS_MODE"] == "standalone"
+
+
 def test_production_points_at_external_redis_and_kafka(rendered_by_name):
     production = rendered_by_name["production"]
     components = {o["metadata"]["labels"].get("app.kubernetes.io/component") for o in production.objects}
@@ -358,6 +373,8 @@ def test_prometheus_rule_ships_the_compose_rules(rendered_by_name, promtool, tmp
     (["--set", "ingress.timeoutSeconds=60"], "/ingress/timeoutSeconds"),
     (["--set", "edge.replica=3"], "additional properties 'replica' not allowed"),
     (["--set", "kafka.bootstrapServers=kafka"], "/kafka/bootstrapServers"),
+    (["--set", "redis.mode=cluster"], "redis.mode=cluster needs an external Redis Cluster"),
+    (["--set", "redis.mode=sentinel"], "/redis/mode"),
 ])
 def test_a_broken_configuration_does_not_render(helm, overrides, message):
     result = run_helm(helm, "template", "tickwire", str(CHART), "--kube-version", "1.30.0", *overrides)

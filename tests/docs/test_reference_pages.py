@@ -10,8 +10,8 @@ from tickwire.core import names
 from tickwire.core.models import ErrorCode
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-PLACEHOLDERS = {"symbol": "{SYMBOL}", "edge_id": "{EDGE_ID}", "provider": "{provider}",
-                "key_id": "{key digest}"}
+PLACEHOLDERS = {"symbol": "<SYMBOL>", "edge_id": "<EDGE_ID>", "provider": "<provider>",
+                "key_id": "<key digest>"}
 
 
 def test_every_error_code_is_in_the_protocol_page():

@@ -14,12 +14,12 @@ from tickwire.core.models import SYMBOL_PATTERN
 
 # Key families that embed a symbol: (prefix, suffix).
 SYMBOL_KEYS = [
-    (names.QUOTE_KEY_PREFIX, ""),
-    (names.SEQ_KEY_PREFIX, ""),
-    ("market-data:feed:", ""),
+    (names.QUOTE_KEY_PREFIX, names.SYMBOL_TAG_SUFFIX),
+    (names.SEQ_KEY_PREFIX, names.SYMBOL_TAG_SUFFIX),
+    (names.FEED_KEY_PREFIX, ""),
     (names.SYMBOL_EDGES_PREFIX, names.SYMBOL_EDGES_SUFFIX),
 ]
-STANDING_CHANNELS = {names.CONTROL_CHANNEL, "market-data:status"}
+STANDING_CHANNELS = {names.CONTROL_CHANNEL, names.STATUS_CHANNEL}
 
 
 def valid(symbol: object) -> bool:
@@ -40,7 +40,7 @@ async def redis_violations(redis_url: str) -> list[str]:
                     if not valid(symbol):
                         found.append(f"key {key!r}")
         symbol_sets = [names.ACTIVE_SYMBOLS_KEY] + [
-            k for k in keys if k.startswith("market-data:edge:") and k.endswith(":symbols")]
+            k for k in keys if k.startswith(names.EDGE_KEY_PREFIX) and k.endswith(":symbols")]
         for key in symbol_sets:
             if key in keys and await redis.type(key) == b"set":
                 for member in await redis.smembers(key):

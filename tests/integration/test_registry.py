@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from tickwire.core import names
+from tickwire.core.redisconn import redis_client
 from tickwire.core.eventlog import event_producer
 from tickwire.core.events import ActiveSymbolEvent, SubscriptionEvent, SubscriptionEventType
 
@@ -57,12 +58,13 @@ class RegistrySets:
                    held, {s: frozenset(e) for s, e in by_symbol.items()})
 
 
-async def read_sets(redis_url: str) -> RegistrySets:
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+async def read_sets(redis_url: str, mode: str = "standalone") -> RegistrySets:
+    client = redis_client(redis_url, mode, decode_responses=True)
     try:
         holdings = {}
+        edge_prefix, edge_suffix = names.edge_symbols_key("*").split("*")
         async for key in client.scan_iter(match=names.edge_symbols_key("*"), count=1000):
-            holdings[key.split(":")[2]] = frozenset(await client.smembers(key))
+            holdings[key[len(edge_prefix):-len(edge_suffix)]] = frozenset(await client.smembers(key))
         symbol_edges = {}
         prefix, suffix = names.SYMBOL_EDGES_PREFIX, names.SYMBOL_EDGES_SUFFIX
         async for key in client.scan_iter(match=f"{prefix}*{suffix}", count=1000):

@@ -23,6 +23,7 @@ def _run_to_exit(stack, module: str, env: dict[str, str]) -> tuple[int, list[str
     ("tickwire.edge", {"TICKWIRE_REDIS_URL": "http://nowhere"}, "TICKWIRE_REDIS_URL"),
     ("tickwire.edge", {"TICKWIRE_KAFKA_BOOTSTRAP_SERVERS": "localhost"},
      "TICKWIRE_KAFKA_BOOTSTRAP_SERVERS"),
+    ("tickwire.ingestor", {"TICKWIRE_REDIS_MODE": "sentinel"}, "TICKWIRE_REDIS_MODE"),
 ])
 def test_invalid_value_names_the_variable(stack, module, env, variable):
     code, lines = _run_to_exit(stack, module, env)
@@ -48,3 +49,11 @@ def test_unreachable_kafka_names_the_variable(stack):
     })
     assert code == 2
     assert len(lines) == 1 and "TICKWIRE_KAFKA_BOOTSTRAP_SERVERS" in lines[0]
+
+
+def test_cluster_mode_against_a_single_redis_names_the_url(stack):
+    code, lines = _run_to_exit(stack, "tickwire.registry", {
+        "TICKWIRE_REDIS_MODE": "cluster", "TICKWIRE_STARTUP_TIMEOUT_SECONDS": "1.5"})
+    assert code == 2
+    assert len(lines) == 1 and "TICKWIRE_REDIS_URL" in lines[0], lines
+    assert "Cluster mode is not enabled" in lines[0]

@@ -14,7 +14,6 @@ from datetime import datetime, timezone
 from tickwire.core import names
 from tickwire.core.events import ActiveSymbolEvent
 from tickwire.core.models import StockQuote, iso_from_unix
-from tickwire.core.tickbus import RedisTickBus
 from tickwire.ingestor.assignments import ActiveSymbols
 from tickwire.ingestor.feed import FeedStore
 from tickwire.ingestor.publisher import TickPublisher
@@ -43,7 +42,7 @@ class Rig:
     def __init__(self, redis, fakes: FakeStreams, cap: int, freshness: float,
                  max_ticks: float):
         self.active = ActiveSymbols()
-        self.publisher = TickPublisher(redis, RedisTickBus(redis))
+        self.publisher = TickPublisher(redis)
         self.manager = StreamManager(self.active, self.publisher, FeedStore(redis),
                                      SessionStore(redis), max_ticks, freshness,
                                      wall=lambda: MARKET_HOURS + (time.monotonic() - START))

@@ -6,6 +6,7 @@ import time
 
 import redis.asyncio as aioredis
 
+from tickwire.core import names
 from tickwire.core.models import StockQuote, Tick, iso_now
 from tickwire.core.tickbus import RedisTickBus
 
@@ -31,7 +32,7 @@ class Injector:
         return tick
 
     async def subscribers(self, symbol: str) -> int:
-        counts = await self.redis.pubsub_numsub(f"market-data:updates:{symbol}")
+        counts = await self.redis.pubsub_numsub(names.tick_channel(symbol))
         return counts[0][1]
 
     async def close(self) -> None:

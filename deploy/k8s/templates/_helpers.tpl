@@ -86,6 +86,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and (not .Values.redis.enabled) (not .Values.redis.url) (not .Values.secrets.existingSecret) -}}
 {{- fail "redis.url is required when redis.enabled is false (or put redis-url in secrets.existingSecret)" -}}
 {{- end -}}
+{{- if and .Values.redis.enabled (eq (.Values.redis.mode | default "standalone") "cluster") -}}
+{{- fail "redis.mode=cluster needs an external Redis Cluster: set redis.enabled=false and redis.url" -}}
+{{- end -}}
 {{- $edge := .Values.edge -}}
 {{- if le (int $edge.terminationGracePeriodSeconds) (add (int $edge.preStopSleepSeconds) (int $edge.drainSeconds)) -}}
 {{- fail (printf "edge.terminationGracePeriodSeconds (%d) must exceed edge.preStopSleepSeconds + edge.drainSeconds (%d)" (int $edge.terminationGracePeriodSeconds) (add (int $edge.preStopSleepSeconds) (int $edge.drainSeconds))) -}}

@@ -14,6 +14,8 @@ def test_shared_variables_are_unprefixed():
     ("TICKWIRE_KAFKA_BOOTSTRAP_SERVERS", "nohost"),
     ("TICKWIRE_LOG_FORMAT", "xml"),
     ("TICKWIRE_STARTUP_TIMEOUT_SECONDS", "-3"),
+    ("TICKWIRE_REDIS_MODE", "sentinel"),
+    ("TICKWIRE_KAFKA_MIN_INSYNC_REPLICAS", "2"),
 ])
 def test_a_bad_value_stops_with_one_line_naming_it(monkeypatch, capsys, variable, value):
     monkeypatch.setenv(variable, value)

@@ -39,12 +39,14 @@ async def ensure_tickwire_topics(settings: ServiceSettings) -> None:
     await ensure_topics(settings.kafka_bootstrap_servers,
                         tickwire_topics(settings.subscriptions_partitions,
                                         settings.active_symbols_partitions),
-                        settings.kafka_replication_factor)
+                        settings.kafka_replication_factor, settings.kafka_min_insync_replicas)
 
 
 async def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec],
-                        replication_factor: int = 1) -> None:
-    """Create the topics that are missing (several services may race to do it)."""
+                        replication_factor: int = 1, min_insync_replicas: int = 1) -> None:
+    """Create the topics that are missing (several services may race to do it), each with
+    `replication_factor` copies of which `min_insync_replicas` must take a write: with 3
+    and 2, a broker may fail without losing or refusing an event."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10000)
     await admin.start()
     try:
@@ -54,7 +56,7 @@ async def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec],
                 name=spec.name,
                 num_partitions=spec.partitions,
                 replication_factor=replication_factor,
-                topic_configs={"cleanup.policy": "compact"} if spec.compacted else {},
+                topic_configs=_topic_configs(spec, min_insync_replicas),
             )
             for spec in specs if spec.name not in existing
         ]
@@ -67,6 +69,13 @@ async def ensure_topics(bootstrap_servers: str, specs: list[TopicSpec],
             await _wait_for_metadata(admin, {t.name for t in missing})
     finally:
         await admin.close()
+
+
+def _topic_configs(spec: TopicSpec, min_insync_replicas: int) -> dict[str, str]:
+    configs = {"min.insync.replicas": str(min_insync_replicas)}
+    if spec.compacted:
+        configs["cleanup.policy"] = "compact"
+    return configs
 
 
 async def _wait_for_metadata(admin: AIOKafkaAdminClient, topics: set[str]) -> None:
@@ -82,6 +91,7 @@ def event_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
         bootstrap_servers=bootstrap_servers,
         client_id=client_id,
         enable_idempotence=True,
+        acks="all",
         linger_ms=5,
         request_timeout_ms=15000,
         retry_backoff_ms=200,

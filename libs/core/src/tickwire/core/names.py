@@ -1,25 +1,41 @@
 """Every Redis key, Redis channel and Kafka topic name tickwire uses (DESIGN.md §4).
 
 Symbols are upper-case, so the lower-case suffixes below never collide with a symbol.
+
+Hash tags (the part in braces) decide a name's Redis Cluster slot, and every multi-key
+operation stays inside one slot: a symbol's tick channel, cached quote and `seq` counter
+share the tag `{SYMBOL}` (one script numbers, caches and publishes a tick), and all the
+registry's state shares `{registry}` (one script applies an event to every set it
+touches). A standalone Redis ignores the braces.
 """
 
-# Redis Pub/Sub
-TICK_CHANNEL_PREFIX = "market-data:updates:"
+# Redis Pub/Sub. Tick channels are sharded in cluster mode (SPUBLISH / SSUBSCRIBE); the
+# two standing channels carry rare messages and stay on classic Pub/Sub in either mode.
+TICK_CHANNEL_PREFIX = "market-data:updates:{"
 CONTROL_CHANNEL = "market-data:control"
 # One channel for every symbol's feed-status changes (models.FeedStatus, msgpack): changes
 # are rare, so each edge listens to all of them and keeps those its clients want.
 STATUS_CHANNEL = "market-data:status"
 
-# Redis keys
-QUOTE_KEY_PREFIX = "quote:"
-SEQ_KEY_PREFIX = "market-data:seq:"
-ACTIVE_SYMBOLS_KEY = "market-data:active-symbols"
-EDGES_KEY = "market-data:edges"
-REGISTRY_OUTBOX_KEY = "market-data:registry:outbox"
-REGISTRY_LEADER_KEY = "market-data:registry:leader"
+SYMBOL_TAG_SUFFIX = "}"  # closes the `{SYMBOL}` tag of the names built below
+
+# Redis keys of a symbol's ticks
+QUOTE_KEY_PREFIX = "quote:{"
+SEQ_KEY_PREFIX = "market-data:seq:{"
+# Single-key families: no tag needed
 FEED_KEY_PREFIX = "market-data:feed:"
 RATE_BUCKET_PREFIX = "market-data:ratelimit:"
-REGISTRY_PROGRESS_KEY = "market-data:registry:progress"  # hash partition -> caught-up time (ms)
+
+# The registry's keys (one slot)
+REGISTRY_PREFIX = "market-data:{registry}:"
+ACTIVE_SYMBOLS_KEY = f"{REGISTRY_PREFIX}active-symbols"
+EDGES_KEY = f"{REGISTRY_PREFIX}edges"
+REGISTRY_OUTBOX_KEY = f"{REGISTRY_PREFIX}outbox"
+REGISTRY_LEADER_KEY = f"{REGISTRY_PREFIX}leader"
+REGISTRY_PROGRESS_KEY = f"{REGISTRY_PREFIX}progress"  # hash partition -> caught-up time (ms)
+SYMBOL_EDGES_PREFIX = f"{REGISTRY_PREFIX}symbol:"
+SYMBOL_EDGES_SUFFIX = ":edges"
+EDGE_KEY_PREFIX = f"{REGISTRY_PREFIX}edge:"
 
 # Kafka
 SUBSCRIPTIONS_TOPIC = "market-data.subscriptions"
@@ -29,20 +45,21 @@ INGESTOR_GROUP = "ingestor"
 
 
 def tick_channel(symbol: str) -> str:
-    return f"{TICK_CHANNEL_PREFIX}{symbol}"
+    return f"{TICK_CHANNEL_PREFIX}{symbol}{SYMBOL_TAG_SUFFIX}"
 
 
 def symbol_from_channel(channel: str) -> str:
-    return channel[len(TICK_CHANNEL_PREFIX):]
+    return channel[len(TICK_CHANNEL_PREFIX):-len(SYMBOL_TAG_SUFFIX)]
 
 
 def quote_key(symbol: str) -> str:
-    return f"{QUOTE_KEY_PREFIX}{symbol}"
+    return f"{QUOTE_KEY_PREFIX}{symbol}{SYMBOL_TAG_SUFFIX}"
 
 
 def seq_key(symbol: str) -> str:
-    """Hash {seq, epoch}: the tick counter of a symbol and the id of its lifetime."""
-    return f"{SEQ_KEY_PREFIX}{symbol}"
+    """Hash {seq, epoch, ts}: the tick counter of a symbol, the id of its lifetime and the
+    market time (Unix ms) of the newest quote published."""
+    return f"{SEQ_KEY_PREFIX}{symbol}{SYMBOL_TAG_SUFFIX}"
 
 
 def feed_key(symbol: str) -> str:
@@ -56,31 +73,27 @@ def rate_bucket_key(provider: str) -> str:
     return f"{RATE_BUCKET_PREFIX}{provider}"
 
 
-SYMBOL_EDGES_PREFIX = "market-data:symbol:"
-SYMBOL_EDGES_SUFFIX = ":edges"
-
-
 def symbol_edges_key(symbol: str) -> str:
     return f"{SYMBOL_EDGES_PREFIX}{symbol}{SYMBOL_EDGES_SUFFIX}"
 
 
 def edge_symbols_key(edge_id: str) -> str:
-    return f"market-data:edge:{edge_id}:symbols"
+    return f"{EDGE_KEY_PREFIX}{edge_id}:symbols"
 
 
 def edge_lease_key(edge_id: str) -> str:
     """Hash {seen, heartbeat}: the edge's clock at its newest event and newest heartbeat."""
-    return f"market-data:edge:{edge_id}:lease"
+    return f"{EDGE_KEY_PREFIX}{edge_id}:lease"
 
 
 def edge_stamps_key(edge_id: str) -> str:
     """Hash symbol → ts of the newest event applied for (edge, symbol); older ones are stale."""
-    return f"market-data:edge:{edge_id}:stamps"
+    return f"{EDGE_KEY_PREFIX}{edge_id}:stamps"
 
 
 def edge_down_key(edge_id: str) -> str:
     """Tombstone of an edge that left: its late events are ignored."""
-    return f"market-data:edge:{edge_id}:down"
+    return f"{EDGE_KEY_PREFIX}{edge_id}:down"
 
 
 SESSION_KEY_PREFIX = "market-data:session:"

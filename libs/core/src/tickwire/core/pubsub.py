@@ -8,7 +8,9 @@ and the edge writes all the frames due to one socket with one system call.
 
 SUBSCRIBE waits for Redis to confirm each channel: once `subscribe()` returns, every
 later publish on those channels reaches this connection (a cache read made after it
-cannot miss a tick in between).
+cannot miss a tick in between). The sharded forms (SSUBSCRIBE on a Redis Cluster node,
+see `shardedbus`) give the same guarantee per channel; a channel the server drops by
+itself (its slot moved or its node stopped serving it) is reported to `on_dropped`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from redis.connection import SSLConnection, UnixDomainSocketConnection
 log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[str, bytes], None]
+DropHandler = Callable[[str], None]
 
 
 def _command(*parts: bytes) -> bytes:
@@ -36,23 +39,32 @@ class SubscriberConnection(asyncio.Protocol):
     """Open with `await SubscriberConnection.open(...)`; `closed` resolves when the
     connection ends, by `close()` or because it was lost."""
 
-    def __init__(self, on_message: MessageHandler | None):
+    def __init__(self, on_message: MessageHandler | None, on_dropped: DropHandler | None = None):
         self._on_message = on_message
+        self._on_dropped = on_dropped
         self._reader = hiredis.Reader()
         self._transport: asyncio.Transport | None = None
         self._confirmations: dict[bytes, deque[asyncio.Future]] = {}
+        # SSUBSCRIBEs in the order sent: a refusal (-MOVED) answers the oldest one.
+        self._sharded: deque[tuple[bytes, asyncio.Future]] = deque()
+        self._leaving: set[bytes] = set()  # SUNSUBSCRIBEd by us: their pushes are expected
         self._replies: deque[asyncio.Future] = deque()  # AUTH, PING, in order sent
         self.closed: asyncio.Future = asyncio.get_running_loop().create_future()
 
     @classmethod
     async def open(cls, connection_kwargs: dict[str, Any], connection_class: type,
-                   on_message: MessageHandler | None, timeout: float) -> SubscriberConnection:
+                   on_message: MessageHandler | None, timeout: float,
+                   on_dropped: DropHandler | None = None) -> SubscriberConnection:
         """Connect as the redis-py pool described by `connection_kwargs` would (host and
         port or a Unix socket path, TLS, AUTH with username and password)."""
         loop = asyncio.get_running_loop()
         kwargs = connection_kwargs
+
+        def protocol() -> SubscriberConnection:
+            return cls(on_message, on_dropped)
+
         if issubclass(connection_class, UnixDomainSocketConnection):
-            connecting = loop.create_unix_connection(lambda: cls(on_message), kwargs["path"])
+            connecting = loop.create_unix_connection(protocol, kwargs["path"])
         else:
             tls = None
             if issubclass(connection_class, SSLConnection):
@@ -60,7 +72,7 @@ class SubscriberConnection(asyncio.Protocol):
                 if kwargs.get("ssl_cert_reqs") in ("none", ssl.CERT_NONE):
                     tls.check_hostname = False
                     tls.verify_mode = ssl.CERT_NONE
-            connecting = loop.create_connection(lambda: cls(on_message), kwargs.get("host", "localhost"),
+            connecting = loop.create_connection(protocol, kwargs.get("host", "localhost"),
                                                 kwargs.get("port", 6379), ssl=tls)
         _, conn = await asyncio.wait_for(connecting, timeout)
         try:
@@ -96,6 +108,21 @@ class SubscriberConnection(asyncio.Protocol):
         if encoded:
             self._send(_command(b"UNSUBSCRIBE", *encoded))
 
+    def ssubscribe(self, channel: str) -> asyncio.Future:
+        """A future resolved once the node confirmed `channel`, or failed with
+        ConnectionRefusedError when it refused (e.g. -MOVED: the slot lives elsewhere)."""
+        encoded = channel.encode()
+        waiter = asyncio.get_running_loop().create_future()
+        self._send(_command(b"SSUBSCRIBE", encoded))
+        self._leaving.discard(encoded)
+        self._sharded.append((encoded, waiter))
+        return waiter
+
+    def sunsubscribe(self, channel: str) -> None:
+        encoded = channel.encode()
+        self._leaving.add(encoded)
+        self._send(_command(b"SUNSUBSCRIBE", encoded))
+
     async def ping(self) -> None:
         """Answered after every message that was queued before it: a live reader."""
         await self._ask(b"PING")
@@ -126,7 +153,7 @@ class SubscriberConnection(asyncio.Protocol):
         on_message = self._on_message
         try:
             while (reply := reader.gets()) is not False:
-                if type(reply) is list and reply[0] == b"message":
+                if type(reply) is list and (reply[0] == b"message" or reply[0] == b"smessage"):
                     if on_message is not None:
                         try:
                             on_message(reply[1].decode(), reply[2])
@@ -149,6 +176,20 @@ class SubscriberConnection(asyncio.Protocol):
                     waiter.set_result(None)
         elif type(reply) is list and reply[0] == b"unsubscribe":
             pass  # nothing waits for it
+        elif type(reply) is list and reply[0] == b"ssubscribe":
+            if self._sharded and self._sharded[0][0] == reply[1]:
+                _, waiter = self._sharded.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+        elif type(reply) is list and reply[0] == b"sunsubscribe":
+            if reply[1] in self._leaving:
+                self._leaving.discard(reply[1])
+            elif self._on_dropped is not None:
+                self._on_dropped(reply[1].decode())
+        elif self._sharded and isinstance(reply, hiredis.ReplyError):
+            _, waiter = self._sharded.popleft()
+            if not waiter.done():
+                waiter.set_exception(ConnectionRefusedError(f"redis: {reply}"))
         elif self._replies:  # +OK to AUTH, ["pong", ""] to PING, or an error
             waiter = self._replies.popleft()
             if waiter.done():
@@ -170,8 +211,10 @@ class SubscriberConnection(asyncio.Protocol):
     def _fail_all(self, exc: Exception) -> None:
         waiters = [w for queue in self._confirmations.values() for w in queue]
         waiters.extend(self._replies)
+        waiters.extend(w for _, w in self._sharded)
         self._confirmations.clear()
         self._replies.clear()
+        self._sharded.clear()
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_exception(exc)

@@ -18,7 +18,7 @@ from tickwire.core.eventlog import KafkaError, kafka_reachable
 from tickwire.core.logs import configure_logging
 from tickwire.core.settings import S, ServiceSettings, env_name, fail_start, load_settings
 from tickwire.core.telemetry import configure_tracing, instance_id, shutdown_tracing
-from tickwire.core.tickbus import redis_client
+from tickwire.core.redisconn import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,11 @@ async def wait_for_dependencies(settings: ServiceSettings, program: str, kafka: 
                 with attempt:
                     await probe()
         except (RedisError, KafkaError, OSError, asyncio.TimeoutError) as exc:
-            fail_start(program, name, value, f"unreachable ({exc!r:.160})")
+            # redis-py errors repr as "server:ErrorName": the message is what says why.
+            fail_start(program, name, value, f"unreachable ({type(exc).__name__}: {str(exc)[:160]})")
 
     async def ping_redis() -> None:
-        client = redis_client(settings.redis_url)
+        client = redis_client(settings.redis_url, settings.redis_mode)
         try:
             await client.ping()
         finally:

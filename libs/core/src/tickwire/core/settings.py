@@ -13,7 +13,7 @@ import uuid
 from typing import Literal, TypeVar
 from urllib.parse import urlparse
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 S = TypeVar("S", bound="ServiceSettings")
@@ -33,6 +33,9 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore")
 
     redis_url: str = shared("TICKWIRE_REDIS_URL", "redis://127.0.0.1:6379/0")
+    redis_mode: Literal["standalone", "cluster"] = shared(
+        "TICKWIRE_REDIS_MODE", "standalone",
+        description="cluster: TICKWIRE_REDIS_URL names any node of a Redis Cluster")
     kafka_bootstrap_servers: str = shared("TICKWIRE_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = shared("TICKWIRE_LOG_LEVEL", "INFO")
     log_format: Literal["json", "text"] = shared("TICKWIRE_LOG_FORMAT", "json")
@@ -40,6 +43,10 @@ class ServiceSettings(BaseSettings):
     subscriptions_partitions: int = shared("TICKWIRE_SUBSCRIPTIONS_PARTITIONS", 6, ge=1)
     active_symbols_partitions: int = shared("TICKWIRE_ACTIVE_SYMBOLS_PARTITIONS", 6, ge=1)
     kafka_replication_factor: int = shared("TICKWIRE_KAFKA_REPLICATION_FACTOR", 1, ge=1)
+    kafka_min_insync_replicas: int = shared(
+        "TICKWIRE_KAFKA_MIN_INSYNC_REPLICAS", 1, ge=1,
+        description="min.insync.replicas of the topics tickwire creates (at most the "
+        "replication factor)")
     # Telemetry (see tickwire.core.telemetry; export itself follows the OTEL_* variables)
     trace_tick_ratio: float = shared("TICKWIRE_TRACE_TICK_RATIO", 0.01, ge=0, le=1,
                                      description="share of tick flows traced (root decision)")
@@ -49,6 +56,13 @@ class ServiceSettings(BaseSettings):
                                             description="a tick slower than this (ingest on "
                                             "the ingestor, publish to write on an edge) is "
                                             "logged as a warning, at most every 30 s")
+
+    @model_validator(mode="after")
+    def _min_insync(self):
+        if self.kafka_min_insync_replicas > self.kafka_replication_factor:
+            raise ValueError("TICKWIRE_KAFKA_MIN_INSYNC_REPLICAS must not exceed "
+                             "TICKWIRE_KAFKA_REPLICATION_FACTOR")
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -103,10 +117,13 @@ def load_settings(cls: type[S], program: str, **overrides) -> S:
         return cls(**overrides)
     except ValidationError as exc:
         error = exc.errors()[0]
-        variable = env_name(cls, _field_of(cls, error["loc"][0])) if error["loc"] else "?"
+        message = error["msg"].removeprefix("Value error, ")
+        if not error["loc"]:  # a check across fields names its variables in the message
+            print(f"{program}: invalid setting {message}", file=sys.stderr)
+            raise SystemExit(2) from None
+        variable = env_name(cls, _field_of(cls, error["loc"][0]))
         given = error.get("input")
         shown = f" (got {given!r})" if isinstance(given, (str, int, float)) else ""
-        message = error["msg"].removeprefix("Value error, ")
         print(f"{program}: invalid setting {variable}{shown}: {message}", file=sys.stderr)
         raise SystemExit(2) from None
 

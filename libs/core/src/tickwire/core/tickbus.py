@@ -14,13 +14,13 @@ import random
 from collections.abc import Iterable
 from typing import Protocol
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from tickwire.core import names
 from tickwire.core.codecs import DecodeError, decode_tick, encode_tick
 from tickwire.core.models import Tick
 from tickwire.core.pubsub import MessageHandler, SubscriberConnection
+from tickwire.core.redisconn import RedisClient, is_cluster, tick_publish_command
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +43,12 @@ class TickBus(Protocol):
     async def unsubscribe(self, channels: Iterable[str]) -> None: ...
 
 
-def redis_client(url: str) -> aioredis.Redis:
-    return aioredis.Redis.from_url(url, socket_connect_timeout=3, health_check_interval=15)
-
-
 class RedisTickBus:
     """Ticks over Redis. `on_message(channel, payload)` is called for every message on a
     subscribed channel, in order, while `run` holds the subscriber connection; all the
     messages of one socket read are handed over in one event-loop pass."""
 
-    def __init__(self, redis: aioredis.Redis, on_message: MessageHandler | None = None,
+    def __init__(self, redis: RedisClient, on_message: MessageHandler | None = None,
                  standing_channels: Iterable[str] = (names.CONTROL_CHANNEL,)):
         self._redis = redis
         self._on_message = on_message
@@ -64,7 +60,7 @@ class RedisTickBus:
         self.connected = asyncio.Event()
 
     @property
-    def redis(self) -> aioredis.Redis:
+    def redis(self) -> RedisClient:
         return self._redis
 
     def on(self, channel: str, handler: MessageHandler) -> None:
@@ -86,18 +82,23 @@ class RedisTickBus:
     # -- publishing ---------------------------------------------------------------
 
     async def publish(self, tick: Tick) -> None:
-        """Cache the tick as the symbol's latest quote and publish it, atomically."""
+        """Cache the tick as the symbol's latest quote and publish it, atomically, as
+        numbered by the caller (the ingestor numbers its own: `TickPublisher`)."""
         payload = encode_tick(tick)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(names.quote_key(tick.symbol), payload)
-            pipe.publish(names.tick_channel(tick.symbol), payload)
+            pipe.execute_command(tick_publish_command(self._redis),
+                                 names.tick_channel(tick.symbol), payload)
             await pipe.execute()
 
     async def latest(self, symbols: list[str]) -> list[Tick | None]:
         """The cached latest tick of each symbol (None where nothing is cached)."""
         if not symbols:
             return []
-        payloads = await self._redis.mget([names.quote_key(s) for s in symbols])
+        keys = [names.quote_key(s) for s in symbols]
+        # On a cluster the keys live in many slots: one MGET per node, not one atomic read.
+        payloads = await (self._redis.mget_nonatomic(keys) if is_cluster(self._redis)
+                          else self._redis.mget(keys))
         ticks: list[Tick | None] = []
         for payload in payloads:
             try:

@@ -38,14 +38,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _render(template: str, target: Path, **values) -> Path:
+def render(template: str, target: Path, **values) -> Path:
     text = Template((deploy_dir() / template).read_text()).substitute(**values)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text)
     return target
 
 
-def _require(binary: str, package: str) -> str:
+def require(binary: str, package: str) -> str:
     path = shutil.which(binary) or (f"/usr/sbin/{binary}" if Path(f"/usr/sbin/{binary}").exists() else None)
     if path is None:
         raise StartError(f"{binary} not found: apt-get install {package}")
@@ -53,8 +53,8 @@ def _require(binary: str, package: str) -> str:
 
 
 def start_redis(port: int, workdir: Path) -> ManagedProcess:
-    conf = _render("redis.conf.in", workdir / "redis.conf", port=port, dir=workdir)
-    process = ManagedProcess("redis", [_require("redis-server", "redis-server"), str(conf)],
+    conf = render("redis.conf.in", workdir / "redis.conf", port=port, dir=workdir)
+    process = ManagedProcess("redis", [require("redis-server", "redis-server"), str(conf)],
                              workdir / "redis.log").start()
     process.wait_until(lambda: port_open(port), 20, f"listening on {port}")
     return process
@@ -69,7 +69,7 @@ def ensure_kafka_jars() -> Path:
     libs.mkdir(parents=True, exist_ok=True)
     print(f"fetching Kafka {KAFKA_VERSION} jars into {libs} (once) ...", file=sys.stderr)
     subprocess.run(
-        [_require("mvn", "maven"), "-B", "-q", "-f", str(deploy_dir() / "kafka-pom.xml"),
+        [require("mvn", "maven"), "-B", "-q", "-f", str(deploy_dir() / "kafka-pom.xml"),
          "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies",
          f"-DoutputDirectory={libs}", "-DincludeScope=runtime"],
         check=True,
@@ -78,26 +78,30 @@ def ensure_kafka_jars() -> Path:
     return libs
 
 
+def kafka_java(workdir: Path, heap: str = "512m") -> list[str]:
+    """`java <options> -cp <Kafka jars>`: add a main class and its arguments."""
+    java = require("java", "openjdk-17-jre-headless")
+    return [java, "-Xms256m", f"-Xmx{heap}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            f"-Dlog4j2.configurationFile={deploy_dir() / 'log4j2.yaml'}",
+            f"-Dkafka.logs.dir={workdir / 'logs'}", "-cp", f"{ensure_kafka_jars()}/*"]
+
+
+def kafka_cluster_id() -> str:
+    return subprocess.run([*kafka_java(cache_dir()), "kafka.tools.StorageTool", "random-uuid"],
+                          check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+
+
 def start_kafka(port: int, controller_port: int, workdir: Path, timeout: float = 90) -> ManagedProcess:
     """A fresh single-node KRaft cluster in `workdir`; returns once the broker is started.
     Started again (ManagedProcess.start), it keeps that cluster's data."""
-    java = _require("java", "openjdk-17-jre-headless")
-    libs = ensure_kafka_jars()
     data = workdir / "data"
     shutil.rmtree(data, ignore_errors=True)
-    props = _render("kafka.properties.in", workdir / "server.properties", port=port,
+    props = render("kafka.properties.in", workdir / "server.properties", port=port,
                     controller_port=controller_port, log_dirs=data)
-    classpath = f"{libs}/*"
-    jvm = ["-Xms256m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-           f"-Dlog4j2.configurationFile={deploy_dir() / 'log4j2.yaml'}",
-           f"-Dkafka.logs.dir={workdir / 'logs'}"]
-    cluster_id = subprocess.run([java, *jvm, "-cp", classpath, "kafka.tools.StorageTool",
-                                 "random-uuid"], check=True, capture_output=True,
-                                text=True).stdout.strip().splitlines()[-1]
-    subprocess.run([java, *jvm, "-cp", classpath, "kafka.tools.StorageTool", "format",
-                    "-t", cluster_id, "-c", str(props), "--standalone", "-g"],
-                   check=True, capture_output=True)
-    process = ManagedProcess("kafka", [java, *jvm, "-cp", classpath, "kafka.Kafka", str(props)],
+    java = kafka_java(workdir)
+    subprocess.run([*java, "kafka.tools.StorageTool", "format", "-t", kafka_cluster_id(),
+                    "-c", str(props), "--standalone", "-g"], check=True, capture_output=True)
+    process = ManagedProcess("kafka", [*java, "kafka.Kafka", str(props)],
                              workdir / "kafka.log").start()
     process.wait_until(
         lambda: "Kafka Server started" in process.log_path.read_text(errors="replace")
@@ -112,12 +116,12 @@ def render_haproxy(port: int, edges: list[tuple[str, int]], target: Path,
     servers = "\n".join(
         f"    server {name} 127.0.0.1:{edge_port} check cookie {name}" for name, edge_port in edges)
     tls_bind = f"    bind 127.0.0.1:{tls[0]} ssl crt {tls[1]} alpn http/1.1\n" if tls else ""
-    return _render("haproxy.cfg.in", target, port=port, servers=servers, tls_bind=tls_bind)
+    return render("haproxy.cfg.in", target, port=port, servers=servers, tls_bind=tls_bind)
 
 
 def start_haproxy(port: int, edges: list[tuple[str, int]], workdir: Path,
                   tls: tuple[int, Path] | None = None) -> ManagedProcess:
-    haproxy = _require("haproxy", "haproxy")
+    haproxy = require("haproxy", "haproxy")
     cfg = render_haproxy(port, edges, workdir / "haproxy.cfg", tls)
     subprocess.run([haproxy, "-c", "-q", "-f", str(cfg)], check=True)
     process = ManagedProcess("haproxy", [haproxy, "-db", "-f", str(cfg)],

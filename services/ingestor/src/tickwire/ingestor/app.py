@@ -11,9 +11,9 @@ from redis.exceptions import RedisError
 
 from tickwire.core import names
 from tickwire.core.eventlog import ensure_tickwire_topics, event_consumer
+from tickwire.core.redisconn import redis_client
 from tickwire.core.service import add_probes, error_response, stop_tasks
 from tickwire.core.settings import generated_id
-from tickwire.core.tickbus import RedisTickBus, redis_client
 from tickwire.ingestor.assignments import ActiveSymbols
 from tickwire.ingestor.breaker import CircuitBreaker
 from tickwire.ingestor.feed import FeedStore
@@ -52,7 +52,7 @@ async def _background(app: web.Application):
     settings = app[SETTINGS]
     rid = settings.replica_id or generated_id()
     await ensure_tickwire_topics(settings)
-    redis = redis_client(settings.redis_url)
+    redis = redis_client(settings.redis_url, settings.redis_mode)
     active = app[ACTIVE]
     consumer = event_consumer(settings.kafka_bootstrap_servers, names.INGESTOR_GROUP,
                               f"ingestor-{rid}")
@@ -61,7 +61,7 @@ async def _background(app: web.Application):
     runners = build_runners(settings, redis)
     # One publisher for polled and streamed ticks: a symbol moving between the two keeps
     # one `seq` (numbered in Redis) and one last-published quote.
-    publisher, feed = TickPublisher(redis, RedisTickBus(redis)), FeedStore(redis)
+    publisher, feed = TickPublisher(redis), FeedStore(redis)
     poller = Poller(runners, active, publisher, feed,
                     Scheduler(settings.poll_interval, settings.freshness_seconds))
     poller.latency_warning_seconds = settings.latency_warning_seconds

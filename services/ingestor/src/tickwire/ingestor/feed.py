@@ -11,11 +11,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-
 from tickwire.core import names
 from tickwire.core.codecs import DecodeError, decode_tick, encode_msgpack
 from tickwire.core.models import FeedState, FeedStatus, Tick
+from tickwire.core.redisconn import RedisClient, run_scripts
 
 # Record a provider answer; returns 1 if that ended a stale spell.
 _FETCHED = """
@@ -45,7 +44,7 @@ class SharedState:
 
 
 class FeedStore:
-    def __init__(self, redis: aioredis.Redis):
+    def __init__(self, redis: RedisClient):
         self._redis = redis
         self._fetched = redis.register_script(_FETCHED)
         self._stale = redis.register_script(_STALE)
@@ -74,21 +73,24 @@ class FeedStore:
 
     async def mark_fetched(self, symbols: list[str], now: float) -> list[str]:
         """Record that quotes arrived; returns the symbols whose stale spell this ended."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for symbol in symbols:
-                await self._fetched(keys=[names.feed_key(symbol)], args=[int(now * 1000)],
-                                    client=pipe)
-            replies = await pipe.execute()
-        return [s for s, changed in zip(symbols, replies) if changed]
+        replies = await run_scripts(self._redis, self._fetched,
+                                    [([names.feed_key(s)], [int(now * 1000)]) for s in symbols])
+        return [s for s, changed in zip(symbols, _raise_first(replies)) if changed]
 
     async def mark_stale(self, symbols: list[str]) -> list[str]:
         """Flag symbols stale; returns those that were not flagged already."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for symbol in symbols:
-                await self._stale(keys=[names.feed_key(symbol)], client=pipe)
-            replies = await pipe.execute()
-        return [s for s, changed in zip(symbols, replies) if changed]
+        replies = await run_scripts(self._redis, self._stale,
+                                    [([names.feed_key(s)], []) for s in symbols])
+        return [s for s, changed in zip(symbols, _raise_first(replies)) if changed]
 
     async def announce(self, state: FeedState, symbols: list[str], reason: str) -> None:
         status = FeedStatus(state, tuple(sorted(symbols)), reason, int(time.time() * 1000))
         await self._redis.publish(names.STATUS_CHANNEL, encode_msgpack(status.to_wire()))
+
+
+def _raise_first(replies: list) -> list:
+    """The replies, unless one call failed: then its error (the caller retries the round)."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies

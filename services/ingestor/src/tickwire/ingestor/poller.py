@@ -144,13 +144,15 @@ class Poller:
     async def _publish(self, quotes: dict[str, StockQuote], started: float) -> list[str]:
         """Publish each quote that changed; returns the symbols now stored in Redis."""
         stored = []
-        for symbol, quote in quotes.items():
-            if symbol in self.streamed:
-                continue
-            try:
-                tick = await self.publisher.publish(quote)
-            except (RedisError, OSError) as exc:
-                self._redis_failed("publishing", exc)
+        # A symbol that moved to a stream while this round was in flight is the stream's now.
+        quotes = {symbol: quote for symbol, quote in quotes.items() if symbol not in self.streamed}
+        try:
+            outcomes = await self.publisher.publish_batch(list(quotes.values()))
+        except (RedisError, OSError) as exc:
+            outcomes = [exc] * len(quotes)
+        for symbol, tick in zip(quotes, outcomes):
+            if isinstance(tick, Exception):
+                self._redis_failed("publishing", tick)
                 self.scheduler.postpone(symbol, self._clock())
                 continue
             self.redis_ok = True

@@ -1,33 +1,54 @@
-"""Turns quotes into ticks: numbered in Redis, cached, published.
+"""Turns quotes into ticks: numbered, cached and published by one Redis script per quote.
 
 `seq` is a counter in Redis (HINCRBY), so it continues when another replica takes a
 symbol over. When the counter is missing (a fresh symbol, or Redis lost its data) a new
 `epoch` is minted in the same script, telling clients to restart counting.
+
+Guarantees, per symbol, whichever replicas publish it:
+- numbering, caching and publishing are one atomic step, so the cache holds the tick
+  with the highest `seq` and Pub/Sub carries ticks in `seq` order;
+- the cache never moves backwards: a quote whose market time is older than the newest
+  one published is refused (not numbered, cached or published), as happens when two
+  replicas overlap during a rebalance and the one holding an older quote is late.
+A batch of quotes is one pipeline (one round trip per Redis node).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from datetime import datetime
 
-import redis.asyncio as aioredis
+import msgpack
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from tickwire.core import names
-from tickwire.core.codecs import encode_tick
 from tickwire.core.models import StockQuote, Tick
+from tickwire.core.redisconn import RedisClient, run_scripts, tick_publish_command
 from tickwire.core.telemetry import FLOW, TICK, traceparent
-from tickwire.core.tickbus import RedisTickBus
 
 TRACER = trace.get_tracer("tickwire.ingestor")
 
-_NEXT_SEQ = """
+# KEYS: seq hash, quote key, tick channel (all in the symbol's slot).
+# ARGV: epoch to mint, PUBLISH | SPUBLISH, the quote's market time (Unix ms), and the tick
+# as a msgpack map missing its last two entries, seq and epoch, which only this script knows.
+# Returns {seq, epoch}, or {0, ''} when the quote is older than the newest published.
+_PUBLISH = """
+local newest = tonumber(redis.call('HGET', KEYS[1], 'ts') or '-1')
+local ts = tonumber(ARGV[3])
+if ts < newest then return {0, ''} end
 if redis.call('HEXISTS', KEYS[1], 'epoch') == 0 then
   redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'seq', 0)
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-return {seq, redis.call('HGET', KEYS[1], 'epoch')}
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+redis.call('HSET', KEYS[1], 'ts', ARGV[3])
+local payload = ARGV[4] .. cmsgpack.pack('seq') .. cmsgpack.pack(seq)
+  .. cmsgpack.pack('epoch') .. cmsgpack.pack(epoch)
+redis.call('SET', KEYS[2], payload)
+redis.call(ARGV[2], KEYS[3], payload)
+return {seq, epoch}
 """
 
 
@@ -39,61 +60,52 @@ class TickPublisher:
     takeover or restart.
     """
 
-    def __init__(self, redis: aioredis.Redis, bus: RedisTickBus):
-        self._bus = bus
+    def __init__(self, redis: RedisClient):
         self._redis = redis
-        self._next_seq = redis.register_script(_NEXT_SEQ)
+        self._script = redis.register_script(_PUBLISH)
+        self._command = tick_publish_command(redis)
         self._last: dict[str, StockQuote] = {}
 
     async def publish(self, quote: StockQuote) -> Tick | None:
-        if quote.same_market_state(self._last.get(quote.symbol)):
-            return None
-        channel = names.tick_channel(quote.symbol)
-        # A PRODUCER span whose context rides inside the tick (only when sampled), so each
+        """The tick published, or None when the quote was unchanged or older than the
+        newest published. Raises RedisError/OSError when Redis did not take it."""
+        outcome = (await self.publish_batch([quote]))[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def publish_batch(self, quotes: list[StockQuote]) -> list[Tick | None | Exception]:
+        """Publish quotes in one pipeline; per quote in order: its tick, None (unchanged
+        or stale) or the exception that kept it from Redis (its symbol may be retried)."""
+        outcomes: list[Tick | None | Exception] = [None] * len(quotes)
+        changed = [i for i, q in enumerate(quotes) if not q.same_market_state(self._last.get(q.symbol))]
+        if not changed:
+            return outcomes
+        # A PRODUCER span whose context rides inside the ticks (only when sampled), so each
         # edge's fan-out joins the trace.
         with TRACER.start_as_current_span("tick publish", kind=SpanKind.PRODUCER, attributes={
-                FLOW: TICK, "messaging.system": "redis", "messaging.destination.name": channel,
-                "tickwire.symbol": quote.symbol, "tickwire.source": quote.source}) as span:
-            seq, epoch = await self._next_seq(keys=[names.seq_key(quote.symbol)],
-                                              args=[uuid.uuid4().hex[:8]])
-            tick = Tick(symbol=quote.symbol, data=quote.to_wire(), seq=int(seq),
-                        epoch=epoch.decode() if isinstance(epoch, bytes) else str(epoch),
-                        published_at=time.time_ns(), traceparent=traceparent())
-            span.set_attribute("tickwire.seq", tick.seq)
-            await self._bus.publish(tick)
-        self._last[quote.symbol] = quote
-        return tick
-
-    async def publish_many(self, quotes: list[StockQuote]) -> list[Tick]:
-        """`publish` for quotes of distinct symbols in two round trips, whatever their
-        number: one pipeline numbers them, one MULTI/EXEC caches and publishes them all.
-        Returns the ticks published (unchanged quotes are skipped, as by `publish`)."""
-        fresh = [q for q in quotes if not q.same_market_state(self._last.get(q.symbol))]
-        if not fresh:
-            return []
-        with TRACER.start_as_current_span("tick publish", kind=SpanKind.PRODUCER, attributes={
-                FLOW: TICK, "messaging.system": "redis", "messaging.batch.message_count":
-                len(fresh), "tickwire.symbols": [q.symbol for q in fresh[:20]]}):
-            epoch = uuid.uuid4().hex[:8]
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for quote in fresh:
-                    await self._next_seq(keys=[names.seq_key(quote.symbol)], args=[epoch],
-                                         client=pipe)
-                numbered = await pipe.execute()
-            now, parent = time.time_ns(), traceparent()
-            ticks = [Tick(symbol=q.symbol, data=q.to_wire(), seq=int(seq),
-                          epoch=e.decode() if isinstance(e, bytes) else str(e),
-                          published_at=now, traceparent=parent)
-                     for q, (seq, e) in zip(fresh, numbered)]
-            async with self._redis.pipeline(transaction=True) as pipe:
-                for tick in ticks:
-                    payload = encode_tick(tick)
-                    pipe.set(names.quote_key(tick.symbol), payload)
-                    pipe.publish(names.tick_channel(tick.symbol), payload)
-                await pipe.execute()
-        for quote in fresh:
-            self._last[quote.symbol] = quote
-        return ticks
+                FLOW: TICK, "messaging.system": "redis",
+                "messaging.batch.message_count": len(changed),
+                "tickwire.symbols": [quotes[i].symbol for i in changed]}) as span:
+            parent = traceparent()
+            drafts = [_draft(quotes[i], parent) for i in changed]
+            replies = await run_scripts(self._redis, self._script, [
+                ([names.seq_key(d.symbol), names.quote_key(d.symbol), names.tick_channel(d.symbol)],
+                 [uuid.uuid4().hex[:8], self._command, _market_ms(quotes[i]), _head(d)])
+                for i, d in zip(changed, drafts)])
+            for index, draft, reply in zip(changed, drafts, replies):
+                if isinstance(reply, Exception):
+                    outcomes[index] = reply
+                    continue
+                seq, epoch = int(reply[0]), reply[1]
+                if seq == 0:
+                    span.add_event("stale quote refused", {"tickwire.symbol": draft.symbol})
+                    continue
+                draft.seq = seq
+                draft.epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+                self._last[draft.symbol] = quotes[index]
+                outcomes[index] = draft
+        return outcomes
 
     def adopt(self, tick: Tick) -> None:
         """Take the cached tick as the last one published (it is, by some replica)."""
@@ -104,3 +116,27 @@ class TickPublisher:
 
     def forget(self, symbol: str) -> None:
         self._last.pop(symbol, None)
+
+
+def _draft(quote: StockQuote, parent: str | None) -> Tick:
+    """The tick before Redis numbers it (seq 0, no epoch yet)."""
+    return Tick(symbol=quote.symbol, data=quote.to_wire(), seq=0, epoch="",
+                published_at=time.time_ns(), traceparent=parent)
+
+
+def _head(draft: Tick) -> bytes:
+    """The tick's msgpack map with every entry but seq and epoch (its header counts them)."""
+    wire = draft.to_wire()
+    del wire["seq"], wire["epoch"]
+    packer = msgpack.Packer(use_bin_type=True)
+    return packer.pack_map_header(len(wire) + 2) + b"".join(
+        packer.pack(k) + packer.pack(v) for k, v in wire.items())
+
+
+def _market_ms(quote: StockQuote) -> int:
+    """The quote's market time in Unix ms (its `timestamp`, ISO-8601 UTC); a timestamp that
+    does not parse counts as now, so it can neither block nor be refused."""
+    try:
+        return int(datetime.fromisoformat(quote.timestamp).timestamp() * 1000)
+    except ValueError:
+        return time.time_ns() // 1_000_000

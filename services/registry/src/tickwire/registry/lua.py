@@ -1,19 +1,34 @@
 """The registry's state transitions, each one atomic Lua script (see `state` for the model).
 
-Both scripts share KEYS = edge_symbols, stamps, lease, tombstone, edges, active, outbox
-and ARGV[1..6] = edge, now_ms, tombstone_seconds, symbol-key prefix, symbol-key suffix,
-traceparent (W3C trace context of the cause, or ""; copied into outbox entries so an
-announcement continues the trace of the subscription that caused it).
-The per-symbol keys are built inside the scripts, which is fine on one Redis (not Cluster).
+Both scripts share KEYS = edge_symbols, stamps, lease, tombstone, edges, active, outbox,
+then the `symbol_edges` set of every symbol the transition may touch (all keys in the
+registry's one hash-tag slot, so the scripts run on Redis Cluster too), and
+ARGV[1..4] = edge, now_ms, tombstone_seconds, traceparent (W3C trace context of the
+cause, or ""; copied into outbox entries so an announcement continues the trace of the
+subscription that caused it), then the symbols of those declared sets, in KEYS order.
+The caller declares the edge's current symbols as read just before; a script that finds
+the edge holding a symbol it was not given changes nothing and returns -1 (the set moved
+in between: read again and retry).
 """
 
 _PRELUDE = """
 local edge_symbols, stamps, lease, tombstone, edges, active, outbox =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local edge, now, tombstone_s = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local prefix, suffix = ARGV[4], ARGV[5]
-local traceparent = ARGV[6] ~= '' and ARGV[6] or nil
+local traceparent = ARGV[4] ~= '' and ARGV[4] or nil
+local declared = #KEYS - 7
+local symbol_key = {}
+for i = 1, declared do symbol_key[ARGV[4 + i]] = KEYS[7 + i] end
+local arg0 = 4 + declared  -- the script's own arguments follow
 local changed = 0
+
+-- Whether every symbol the edge holds had its set declared.
+local function covers_edge()
+  for _, symbol in ipairs(redis.call('SMEMBERS', edge_symbols)) do
+    if not symbol_key[symbol] then return false end
+  end
+  return true
+end
 
 -- A missing key or field reads as -1, older than any timestamp.
 local function number(value) return tonumber(value or '-1') end
@@ -26,7 +41,7 @@ local function announce(symbol, is_active, subscribers)
 end
 
 local function add(symbol)
-  local key = prefix .. symbol .. suffix
+  local key = symbol_key[symbol]
   if redis.call('SADD', key, edge) == 1 then
     redis.call('SADD', edge_symbols, symbol)
     if redis.call('SCARD', key) == 1 then
@@ -37,7 +52,7 @@ local function add(symbol)
 end
 
 local function remove(symbol)
-  local key = prefix .. symbol .. suffix
+  local key = symbol_key[symbol]
   if redis.call('SREM', key, edge) == 1 then
     redis.call('SREM', edge_symbols, symbol)
     if redis.call('SCARD', key) == 0 then
@@ -61,11 +76,13 @@ local function forget_edge()
 end
 """
 
-# ARGV[7..]: kind, ts, then the symbol (subscribe/unsubscribe) or the whole set (heartbeat).
-# Returns {symbols whose activity changed, 1 if the event was stale and changed nothing}.
+# Own ARGV: kind, ts, then the symbol (subscribe/unsubscribe) or the whole set (heartbeat).
+# Returns {symbols whose activity changed, 1 if the event was stale and changed nothing},
+# or {-1, 0} when a heartbeat or edge_down found undeclared symbols.
 APPLY = _PRELUDE + """
-local kind, ts = ARGV[7], tonumber(ARGV[8])
+local kind, ts = ARGV[arg0 + 1], tonumber(ARGV[arg0 + 2])
 if ts <= number(redis.call('GET', tombstone)) then return {0, 1} end
+if kind ~= 'subscribe' and kind ~= 'unsubscribe' and not covers_edge() then return {-1, 0} end
 
 local floor = number(redis.call('HGET', lease, 'heartbeat'))
 local function stamp(symbol) return number(redis.call('HGET', stamps, symbol)) end
@@ -102,24 +119,25 @@ if ts > number(redis.call('HGET', lease, 'seen')) then redis.call('HSET', lease,
 if kind == 'edge_heartbeat' then
   if ts < floor then return {changed, 1} end
   local wanted = {}
-  for i = 9, #ARGV do wanted[ARGV[i]] = true end
+  for i = arg0 + 3, #ARGV do wanted[ARGV[i]] = true end
   reconcile(wanted)
   return {changed, 0}
 end
 
-local symbol = ARGV[9]
+local symbol = ARGV[arg0 + 3]
 if ts < math.max(stamp(symbol), floor) then return {changed, 1} end
 redis.call('HSET', stamps, symbol, ts)
 if kind == 'subscribe' then add(symbol) else remove(symbol) end
 return {changed, 0}
 """
 
-# ARGV[7]: cutoff. Removes the edge if its newest event is older than the cutoff.
-# Returns {1 if removed, how many symbols became inactive}.
+# Own ARGV: cutoff. Removes the edge if its newest event is older than the cutoff.
+# Returns {1 if removed, how many symbols became inactive}, or {-1, 0} as APPLY does.
 EXPIRE = _PRELUDE + """
-local cutoff = tonumber(ARGV[7])
+local cutoff = tonumber(ARGV[arg0 + 1])
 local seen = number(redis.call('HGET', lease, 'seen'))
 if seen >= cutoff then return {0, 0} end
+if not covers_edge() then return {-1, 0} end
 forget_edge()
 if seen >= 0 then close(seen) end
 return {1, changed}

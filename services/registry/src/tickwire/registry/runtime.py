@@ -11,12 +11,12 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
 from tickwire.core import names
 from tickwire.core.eventlog import ensure_tickwire_topics, event_consumer, event_producer
+from tickwire.core.redisconn import redis_client
 from tickwire.core.service import stop_tasks
 from tickwire.core.settings import generated_id
 from tickwire.registry import health as health_probe
@@ -36,13 +36,6 @@ STOP_CONSUMING_SECONDS = 5.0
 FINAL_PUBLISH_SECONDS = 3.0
 
 
-def redis_client(url: str) -> aioredis.Redis:
-    """Every command times out, so a hung Redis (not just a dead one) is retried and
-    reported instead of blocking the registry."""
-    return aioredis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=5,
-                                   health_check_interval=15)
-
-
 def replica_id(settings: RegistrySettings) -> str:
     return settings.replica_id or generated_id()
 
@@ -52,7 +45,9 @@ class Runtime:
         self.settings = settings
         self.health = health
         self.replica = replica_id(settings)
-        self.redis = redis_client(settings.redis_url)
+        # Every command times out, so a hung Redis (not just a dead one) is retried and
+        # reported instead of blocking the registry.
+        self.redis = redis_client(settings.redis_url, settings.redis_mode, socket_timeout=5)
         self.state = RegistryState(self.redis, settings.tombstone_seconds)
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None

@@ -8,8 +8,8 @@ Events up to an `edge_down` (or up to the last event of an expired edge) are clo
 history: late copies are ignored, while a newer incarnation of the same edge id counts.
 
 Guarantees:
-- Each event is one atomic Lua script (`lua.py`), so concurrent replicas never interleave
-  inside a transition.
+- Each event is one atomic Lua script (`lua.py`) over keys of one hash-tag slot, so
+  concurrent replicas never interleave inside a transition, on one Redis or a Cluster.
 - Idempotent and order-independent: applying an event twice, replaying the topic, or
   reading the partitions (symbol-keyed subscribes, edge-keyed heartbeats) in any
   interleaving yields the same sets.
@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from tickwire.core import names
 from tickwire.core.events import SubscriptionEvent
@@ -45,6 +46,9 @@ class EdgeInfo:
     symbols: int
 
 
+RETRIES = 20  # reads of an edge's set racing another replica's writes to it
+
+
 class RegistryState:
     def __init__(self, redis: aioredis.Redis, tombstone_seconds: int):
         self._redis = redis
@@ -59,27 +63,40 @@ class RegistryState:
         `traceparent` (W3C, may be empty) goes into the outbox entries this event causes,
         so their announcements continue the event's trace."""
         symbols = [event.symbol] if event.symbol else list(event.symbols)
-        changed, stale = await self._apply(
-            keys=self._keys(event.edge_id),
-            args=[*self._common(event.edge_id, traceparent), str(event.type),
-                  event.ts or fallback_ts, *symbols])
+        whole_set = event.symbol is None  # a heartbeat or edge_down speaks about every symbol
+        changed, stale = await self._run(
+            self._apply, event.edge_id, symbols, whole_set,
+            [traceparent], [str(event.type), event.ts or fallback_ts, *symbols])
         return Outcome(int(changed), bool(stale))
 
     async def expire(self, edge_id: str, cutoff_ms: int) -> tuple[bool, int]:
         """Remove `edge_id` if its newest event is older than `cutoff_ms` (edge clock);
         returns whether it was removed and how many symbols became inactive."""
-        removed, changed = await self._expire(keys=self._keys(edge_id),
-                                              args=[*self._common(edge_id), cutoff_ms])
+        removed, changed = await self._run(self._expire, edge_id, [], True, [""], [cutoff_ms])
         return bool(removed), int(changed)
+
+    async def _run(self, script, edge_id: str, symbols: list[str], whole_set: bool,
+                   trace: list[str], own_args: list[object]) -> list[int]:
+        """Run a transition script with every symbol set it may touch declared: `symbols`,
+        plus the edge's current ones when it speaks about the whole set (re-read when a
+        concurrent transition changed them in between)."""
+        for _ in range(RETRIES):
+            declared = list(dict.fromkeys(symbols))
+            if whole_set:
+                held = await self._redis.smembers(names.edge_symbols_key(edge_id))
+                declared.extend(s for s in sorted(m.decode() for m in held) if s not in declared)
+            reply = await script(
+                keys=[*self._keys(edge_id), *(names.symbol_edges_key(s) for s in declared)],
+                args=[edge_id, now_ms(), self._tombstone_s, *trace, *declared, *own_args])
+            if int(reply[0]) != -1:
+                return reply
+        # Transient like any Redis failure: the caller's retry applies the event again.
+        raise RedisError(f"edge {edge_id}: its symbol set kept changing during {RETRIES} reads")
 
     def _keys(self, edge_id: str) -> list[str]:
         return [names.edge_symbols_key(edge_id), names.edge_stamps_key(edge_id),
                 names.edge_lease_key(edge_id), names.edge_down_key(edge_id), names.EDGES_KEY,
                 names.ACTIVE_SYMBOLS_KEY, names.REGISTRY_OUTBOX_KEY]
-
-    def _common(self, edge_id: str, traceparent: str = "") -> list[object]:
-        return [edge_id, now_ms(), self._tombstone_s, names.SYMBOL_EDGES_PREFIX,
-                names.SYMBOL_EDGES_SUFFIX, traceparent]
 
     # ---- how far the subscriptions topic has been read (written by each replica) ----
 

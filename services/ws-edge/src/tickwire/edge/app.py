@@ -11,9 +11,10 @@ from pathlib import Path
 
 from aiohttp import web
 
+from tickwire.core.bus import tick_bus
 from tickwire.core.eventlog import ensure_tickwire_topics, event_producer
+from tickwire.core.redisconn import redis_client
 from tickwire.core.service import add_probes, stop_tasks
-from tickwire.core.tickbus import RedisTickBus, redis_client
 from tickwire.edge.announcements import Announcements
 from tickwire.edge.node import EdgeNode
 from tickwire.edge.observability import LATENCY_WARNINGS, export_subscriptions
@@ -36,11 +37,11 @@ QUOTES = web.AppKey("quotes", QuoteRoutes)
 async def _node(app: web.Application):
     settings = app[SETTINGS]
     await ensure_tickwire_topics(settings)
-    redis = redis_client(settings.redis_url)
+    redis = redis_client(settings.redis_url, settings.redis_mode)
     producer = event_producer(settings.kafka_bootstrap_servers, f"edge-{settings.edge_id}")
     await producer.start()
     announcements = Announcements(producer, settings.edge_id)
-    bus = RedisTickBus(redis, standing_channels=())
+    bus = tick_bus(redis, standing_channels=())
     node = app[NODE] = EdgeNode(settings, bus, announcements, exit_process=_exit_process)
     app[WEBSOCKETS] = WebSocketEndpoint(node)
     app[QUOTES] = QuoteRoutes(node)

@@ -136,11 +136,15 @@ class StreamManager:
         if not quotes:
             return
         try:
-            ticks = await self.publisher.publish_many(quotes)
+            outcomes = await self.publisher.publish_batch(quotes)
         except (RedisError, OSError) as exc:
             self._redis_failed("publishing stream ticks", exc)
             return
-        self.redis_ok = True
+        if failed := [o for o in outcomes if isinstance(o, Exception)]:
+            self._redis_failed("publishing stream ticks", failed[0])
+        else:
+            self.redis_ok = True
+        ticks = [o for o in outcomes if o is not None and not isinstance(o, Exception)]
         now = self._clock()
         TICKS_PUBLISHED.inc(len(ticks))
         for tick in ticks:
