@@ -10,6 +10,8 @@ history: late copies are ignored, while a newer incarnation of the same edge id 
 Guarantees:
 - Each event is one atomic Lua script (`lua.py`) over keys of one hash-tag slot, so
   concurrent replicas never interleave inside a transition, on one Redis or a Cluster.
+- `apply_many` sends a run of subscribes/unsubscribes as one pipeline: one round trip
+  for the run, each event still its own script, applied in order.
 - Idempotent and order-independent: applying an event twice, replaying the topic, or
   reading the partitions (symbol-keyed subscribes, edge-keyed heartbeats) in any
   interleaving yields the same sets.
@@ -24,9 +26,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from tickwire.core import names
 from tickwire.core.events import SubscriptionEvent
@@ -37,6 +40,13 @@ from tickwire.registry import lua
 class Outcome:
     changed: int   # symbols whose activity changed
     stale: bool    # the event was older than what it speaks about and changed nothing
+
+
+class Pending(NamedTuple):
+    """An event to apply, with what `apply` takes beside it."""
+    event: SubscriptionEvent
+    fallback_ts: int
+    traceparent: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +78,43 @@ class RegistryState:
             self._apply, event.edge_id, symbols, whole_set,
             [traceparent], [str(event.type), event.ts or fallback_ts, *symbols])
         return Outcome(int(changed), bool(stale))
+
+    async def apply_many(self, events: list[Pending]) -> list[Outcome]:
+        """Apply events in order, as `apply` would one by one, with one round trip per
+        run of subscribes/unsubscribes: each is still its own atomic script, pipelined
+        behind the one before. An event that speaks about the edge's whole set (a
+        heartbeat, an edge_down) reads that set first, so it goes alone."""
+        outcomes: list[Outcome] = []
+        run: list[Pending] = []
+        for pending in events:
+            if pending.event.symbol is not None:
+                run.append(pending)
+                continue
+            outcomes += await self._apply_run(run)
+            run = []
+            outcomes.append(await self.apply(*pending))
+        outcomes += await self._apply_run(run)
+        return outcomes
+
+    async def _apply_run(self, run: list[Pending]) -> list[Outcome]:
+        if not run:
+            return []
+        try:
+            replies = await self._pipelined(run)
+        except NoScriptError:
+            # A Redis that restarted (or a cluster node that never saw the script).
+            await self._redis.script_load(lua.APPLY)
+            replies = await self._pipelined(run)
+        return [Outcome(int(changed), bool(stale)) for changed, stale in replies]
+
+    async def _pipelined(self, run: list[Pending]) -> list[list[int]]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for event, fallback_ts, traceparent in run:
+                keys = [*self._keys(event.edge_id), names.symbol_edges_key(event.symbol)]
+                pipe.evalsha(self._apply.sha, len(keys), *keys, event.edge_id, now_ms(),
+                             self._tombstone_s, traceparent, event.symbol, str(event.type),
+                             event.ts or fallback_ts, event.symbol)
+            return await pipe.execute()
 
     async def expire(self, edge_id: str, cutoff_ms: int) -> tuple[bool, int]:
         """Remove `edge_id` if its newest event is older than `cutoff_ms` (edge clock);
