@@ -29,10 +29,11 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from tickwire.core import names
 from tickwire.core.events import SubscriptionEvent
+from tickwire.core.redisconn import run_scripts
 from tickwire.registry import lua
 
 
@@ -99,22 +100,16 @@ class RegistryState:
     async def _apply_run(self, run: list[Pending]) -> list[Outcome]:
         if not run:
             return []
-        try:
-            replies = await self._pipelined(run)
-        except NoScriptError:
-            # A Redis that restarted (or a cluster node that never saw the script).
-            await self._redis.script_load(lua.APPLY)
-            replies = await self._pipelined(run)
+        calls = []
+        for event, fallback_ts, traceparent in run:
+            calls.append(([*self._keys(event.edge_id), names.symbol_edges_key(event.symbol)],
+                          [event.edge_id, now_ms(), self._tombstone_s, traceparent, event.symbol,
+                           str(event.type), event.ts or fallback_ts, event.symbol]))
+        replies = await run_scripts(self._redis, self._apply, calls)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply  # the caller retries the run: re-applying an event changes nothing
         return [Outcome(int(changed), bool(stale)) for changed, stale in replies]
-
-    async def _pipelined(self, run: list[Pending]) -> list[list[int]]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for event, fallback_ts, traceparent in run:
-                keys = [*self._keys(event.edge_id), names.symbol_edges_key(event.symbol)]
-                pipe.evalsha(self._apply.sha, len(keys), *keys, event.edge_id, now_ms(),
-                             self._tombstone_s, traceparent, event.symbol, str(event.type),
-                             event.ts or fallback_ts, event.symbol)
-            return await pipe.execute()
 
     async def expire(self, edge_id: str, cutoff_ms: int) -> tuple[bool, int]:
         """Remove `edge_id` if its newest event is older than `cutoff_ms` (edge clock);
