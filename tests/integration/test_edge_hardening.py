@@ -12,7 +12,7 @@ import pytest
 
 from integration.faults import rss_mb
 from integration.rawws import RawWebSocket
-from integration.wsclient import subscribed
+from integration.wsclient import eventually, subscribed
 
 PING, CLOSE, TEXT = 0x9, 0x8, 0x1
 
@@ -160,3 +160,29 @@ async def test_a_thousand_malformed_requests_add_a_few_lines_to_the_log(edge):
     assert grown < 8 * 1024, f"the log grew {grown} bytes"
     assert 1 <= lines <= seconds + 2  # at most one line a second
     assert "Traceback" not in log.read_text(errors="replace")
+
+
+async def test_an_edge_holds_at_most_5000_distinct_symbols(edge):
+    clients = []
+    try:
+        for n in range(10):  # 10 × 500 distinct symbols: the edge's whole capacity
+            clients.append(await subscribed(edge.ws_url, [f"E{n}X{i}" for i in range(500)]))
+        extra = await subscribed(edge.ws_url, ["E0X0"])  # held already: fits
+        clients.append(extra)
+        await extra.send({"action": "subscribe", "symbols": ["BEYOND", "E1X1"]})
+        error = await extra.until(lambda m: m["type"] == "error")
+        assert error["code"] == "SUBSCRIPTION_LIMIT_EXCEEDED" and error["symbols"] == ["BEYOND"]
+        ack = await extra.until(lambda m: m["type"] == "subscribed")
+        assert ack["symbols"] == ["E1X1"]
+        # Released symbols make room again, once their release delay has passed.
+        await clients[0].close()
+        await eventually(lambda: _subscribes(extra, "BEYOND"), timeout=20, interval=0.5)
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def _subscribes(client, symbol: str) -> bool:
+    await client.send({"action": "subscribe", "symbols": [symbol]})
+    reply = await client.until(lambda m: m["type"] in ("subscribed", "error"))
+    return reply["type"] == "subscribed"

@@ -127,6 +127,12 @@ class Commands:
             send_error(session, ErrorCode.SUBSCRIPTION_LIMIT_EXCEEDED,
                        f"at most {session.max_symbols} symbols per connection", new[room:][:100])
             new = new[:room]
+        if over_edge := self._hub.beyond_cap(new):
+            send_error(session, ErrorCode.SUBSCRIPTION_LIMIT_EXCEEDED,
+                       f"this server holds at most {self._hub.max_symbols} distinct symbols",
+                       over_edge[:100])
+            refused = set(over_edge)
+            new = [s for s in new if s not in refused]
         if not session.take_changes(time.monotonic(), len(new)):
             send_error(session, ErrorCode.RATE_LIMIT_EXCEEDED,
                        "too many symbol changes; slow down", new[:100])
