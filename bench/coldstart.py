@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -134,7 +132,7 @@ def medians(results: list[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.run import Stack
+    from bench.alone import run_alone
 
     p = argparse.ArgumentParser(prog="python -m bench.coldstart",
                                 description=__doc__.split("\n\n")[0])
@@ -144,19 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="subscribe/unsubscribe messages per second during the churn phase")
     p.add_argument("--out", type=Path, default=None, help="write the result here as JSON")
     args = p.parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="tickwire-coldstart-"))
-    stack = Stack(workdir)
-    try:
-        stack.start()
-        result = trial(stack, workdir, args.active, args.samples, args.churn_messages)
-    finally:
-        stack.stop()
-    result["figures"] = figures(result)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
-    return 0
+    return run_alone("coldstart", trial, figures, args.out, args.active, args.samples, args.churn_messages)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ purpose (one that stops reading, with a tiny receive buffer; frames RFC 6455 for
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -102,3 +103,28 @@ class RawWebSocket:
 
     def close(self) -> None:
         self.sock.close()
+
+
+async def trickle_upgrade(port: int, max_bytes: int) -> tuple[bytes | None, int]:
+    """Send an upgrade request head at 1 byte/s, up to `max_bytes` of it; returns what the
+    server answered (b"" when it closed) or None if it was still open, and the bytes sent."""
+    head = (f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    answer, sent = None, 0
+    try:
+        for sent in range(1, min(max_bytes, len(head)) + 1):
+            try:
+                writer.write(head[sent - 1:sent])
+                await writer.drain()
+                answer = await asyncio.wait_for(reader.read(4096), timeout=1.0)
+                break
+            except asyncio.TimeoutError:
+                continue
+            except ConnectionError:
+                answer = b""
+                break
+    finally:
+        writer.close()
+    return answer, sent

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from integration.faults import rss_mb
-from integration.rawws import RawWebSocket
+from integration.rawws import RawWebSocket, trickle_upgrade
 from integration.wsclient import eventually, subscribed
 
 PING, CLOSE, TEXT = 0x9, 0x8, 0x1
@@ -111,26 +111,8 @@ async def test_never_reading_clients_echoing_big_pings_do_not_grow_the_edge(edge
 
 
 async def test_a_request_head_trickled_directly_to_the_edge_is_cut_off(edge):
-    head = (f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{edge.port}\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").encode()
-    reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
-    answer, sent = None, 0
-    try:
-        # The bound is 2 s here: 20 bytes at 1 byte/s is well past it.
-        for sent in range(1, 21):
-            try:
-                writer.write(head[sent - 1:sent])
-                await writer.drain()
-                answer = await asyncio.wait_for(reader.read(4096), timeout=1.0)
-                break
-            except asyncio.TimeoutError:
-                continue
-            except ConnectionError:
-                answer = b""
-                break
-    finally:
-        writer.close()
+    # The bound is 2 s here: 20 bytes at 1 byte/s is well past it.
+    answer, sent = await trickle_upgrade(edge.port, 20)
     assert answer is not None, f"still open after {sent} bytes at 1 byte/s"
     assert sent < 20
 
