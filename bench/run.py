@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from bench import injector, loadgen, upstream
+from bench import coldstart, injector, loadgen, upstream
 from bench.analysis import Joined, latency_timeline, percentiles
 from bench.workload import Workload
 from tickwire.localstack import (ManagedProcess, ServiceLauncher, free_port, start_kafka,
@@ -97,6 +97,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="trades/s a fake Finnhub streams to the ingestor (0 skips the trial)")
     u.add_argument("--upstream-symbols", type=int, default=500)
     u.add_argument("--upstream-seconds", type=float, default=10.0, help="measured seconds")
+    c = p.add_argument_group("cold symbols (issue #19: time to first quote, bench/coldstart.py)")
+    c.add_argument("--coldstart-active", type=int, default=500,
+                   help="symbols held active while cold ones are subscribed (0 skips the trial)")
+    c.add_argument("--coldstart-samples", type=int, default=5, help="cold symbols per phase")
+    c.add_argument("--coldstart-churn", type=float, default=45.0,
+                   help="subscribe/unsubscribe messages per second in the churn phase")
     g = p.add_argument_group("load generation")
     g.add_argument("--loaders", type=int, default=max(2, cpus - 1),
                    help="load-generator processes")
@@ -710,6 +716,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict] = []
     ingest_results: list[dict] = []
     upstream_results: list[dict] = []
+    coldstart_results: list[dict] = []
     # With maxHz the baseline (which has none) would measure its clients, not its ingest.
     ingest_systems = [system for system in args.systems
                       if system == "tickwire" or not args.ingest_max_hz]
@@ -756,6 +763,15 @@ def main(argv: list[str] | None = None) -> int:
                       f"{f['upstream_ticks_out_per_s']:.0f} ticks/s out, source-to-client "
                       f"p50/p99 {f['upstream_latency_p50_ms']}/{f['upstream_latency_p99_ms']} ms, "
                       f"{f['upstream_cpu_us_per_trade']} ingestor cpu-us/trade", flush=True)
+        if args.coldstart_active > 0:
+            for repeat in range(args.repeats):
+                result = coldstart.trial(stack, workdir, args.coldstart_active,
+                                         args.coldstart_samples, args.coldstart_churn)
+                coldstart_results.append(result)
+                f = coldstart.figures(result)
+                print(f"  cold symbol #{repeat}: first quote after "
+                      f"{f['coldstart_first_quote_ms']} ms with {args.coldstart_active} active, "
+                      f"{f['coldstart_first_quote_churn_ms']} ms under churn", flush=True)
     finally:
         stack.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -763,6 +779,8 @@ def main(argv: list[str] | None = None) -> int:
     medians, ratio = summarise(results, args.systems, FIGURES)
     if upstream_results and "tickwire" in medians:
         medians["tickwire"].update(upstream.medians(upstream_results))
+    if coldstart_results and "tickwire" in medians:
+        medians["tickwire"].update(coldstart.medians(coldstart_results))
     if ingest_results:
         ingest_medians, ingest_ratio = summarise(ingest_results, ingest_systems, INGEST_FIGURES)
         for system in ingest_systems:
@@ -784,13 +802,15 @@ def main(argv: list[str] | None = None) -> int:
                      "top_symbol_watchers": int(watchers.max())},
         "figures": {name: {"better": better}
                     for name, (_, better) in {**FIGURES, **INGEST_FIGURES,
-                                              **upstream.FIGURES}.items()},
+                                              **upstream.FIGURES}.items()}
+                   | {name: {"better": better} for name, better in coldstart.FIGURES.items()},
         "median": medians,
         "ratio": ratio,
         "targets": targets(medians, ratio),
         "runs": [{k: v for k, v in r.items() if k not in ("timeline", "latencies_ms")}
                  for r in results + ingest_results],
         "upstream_runs": upstream_results,
+        "coldstart_runs": coldstart_results,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     paths = [args.out / f"{stamp}.json", args.out / "latest.json"]

@@ -20,7 +20,6 @@ import asyncio
 import json
 import math
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -247,7 +246,7 @@ def medians(results: list[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.run import Stack
+    from bench.alone import run_alone
 
     p = argparse.ArgumentParser(prog="python -m bench.upstream", description=__doc__.split("\n\n")[0])
     p.add_argument("--rate", type=float, default=10_000.0, help="trades/s from the provider")
@@ -255,19 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10.0, help="measured seconds")
     p.add_argument("--out", type=Path, default=None, help="write the result here as JSON")
     args = p.parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="tickwire-upstream-"))
-    stack = Stack(workdir)
-    try:
-        stack.start()
-        result = trial(stack, workdir, args.symbols, args.rate, args.seconds)
-    finally:
-        stack.stop()
-    result["figures"] = figures(result)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
-    return 0
+    return run_alone("upstream", trial, figures, args.out, args.symbols, args.rate, args.seconds)
 
 
 if __name__ == "__main__":

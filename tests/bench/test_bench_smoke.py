@@ -19,7 +19,8 @@ SMOKE = ["--clients", str(CLIENTS), "--symbols", "25", "--per-client", "4", "--r
          "--warmup", "1", "--duration", "2", "--drain", "1", "--repeats", "1",
          "--sat-steps", "2", "--sat-step-seconds", "1", "--loaders", "2",
          "--ingest-rate", "2000", "--ingest-clients", "5", "--ingest-seconds", "2",
-         "--upstream-rate", "200", "--upstream-symbols", "20", "--upstream-seconds", "2"]
+         "--upstream-rate", "200", "--upstream-symbols", "20", "--upstream-seconds", "2",
+         "--coldstart-active", "10", "--coldstart-samples", "1"]
 
 
 def run_module(module: str, *argv: str, timeout: float = 540) -> subprocess.CompletedProcess:
@@ -118,6 +119,10 @@ def test_bench_smoke_report_is_complete_and_consistent(tmp_path: Path):
     consistent_upstream(up)
     assert medians["tickwire"]["upstream_latency_p99_ms"] is not None
     assert "upstream_p99_ms_max" in report["targets"]
+    # The cold-symbol trial (issue #19): a first quote, quiet and under churn.
+    (cold,) = report["coldstart_runs"]
+    consistent_coldstart(cold)
+    assert medians["tickwire"]["coldstart_first_quote_churn_ms"] > 0
 
 
 def consistent_upstream(result: dict) -> None:
@@ -140,3 +145,18 @@ def test_upstream_trial_alone_reports_consistent_figures(tmp_path: Path):
     assert set(result["figures"]) == {"upstream_trades_in_per_s", "upstream_ticks_out_per_s",
                                       "upstream_latency_p50_ms", "upstream_latency_p99_ms",
                                       "upstream_cpu_us_per_trade"}
+
+
+def consistent_coldstart(result: dict) -> None:
+    assert len(result["quiet_s"]) == len(result["churn_s"]) == result["samples"]
+    assert all(0 < t < 60 for t in result["quiet_s"] + result["churn_s"])
+    assert result["churn_messages"] > 0
+
+
+def test_coldstart_trial_alone_reports_a_first_quote_quiet_and_under_churn(tmp_path: Path):
+    out = tmp_path / "coldstart.json"
+    run_module("bench.coldstart", "--active", "20", "--samples", "2", "--out", str(out),
+               timeout=300)
+    result = json.loads(out.read_text())
+    consistent_coldstart(result)
+    assert set(result["figures"]) == {"coldstart_first_quote_ms", "coldstart_first_quote_churn_ms"}

@@ -45,6 +45,14 @@ MALFORMED = [
     (b"\x81\xa6action\xa4ping", "INVALID_MESSAGE"),  # binary on a JSON connection
     ('{"action":"subscribe","symbols":' + str([[[["x"]]]]).replace("'", '"') + "}",
      "INVALID_SYMBOL"),
+    # A pong echoes the timestamp: only a short string may come back (issue #19).
+    ('{"action":"ping","timestamp":' + "[" * 254 + "]" * 254 + "}", "INVALID_MESSAGE"),
+    ('{"action":"ping","timestamp":' + "[" * 1100 + "]" * 1100 + "}", "INVALID_MESSAGE"),
+    ('{"action":"ping","timestamp":{"a":{"b":[1,2,3]}}}', "INVALID_MESSAGE"),
+    ('{"action":"ping","timestamp":12345}', "INVALID_MESSAGE"),
+    ('{"action":"ping","timestamp":true}', "INVALID_MESSAGE"),
+    ('{"action":"ping","timestamp":"' + "x" * 65 + '"}', "INVALID_MESSAGE"),
+    ('{"action":"ping","timestamp":"' + "x" * 60_000 + '"}', "INVALID_MESSAGE"),
 ]
 
 
@@ -76,8 +84,8 @@ async def test_truncated_msgpack_is_an_error(stack):
         await client.ws.send_bytes(msgpack.packb({"action": "subscribe", "symbols": ["A"]})[:-3])
         error = await client.until(lambda m: m["type"] == "error")
         assert error["code"] == "INVALID_MESSAGE"
-        await client.send({"action": "ping", "timestamp": 1})
-        assert (await client.until(lambda m: m["type"] == "pong"))["timestamp"] == 1
+        await client.send({"action": "ping", "timestamp": "1"})
+        assert (await client.until(lambda m: m["type"] == "pong"))["timestamp"] == "1"
     finally:
         await client.close()
 

@@ -120,3 +120,33 @@ async def _none_ready(services) -> bool:
 async def _numsub_is(redis_url: str, symbols: list[str], count: int) -> bool:
     counts = await _channel_subscribers(redis_url, symbols)
     return all(counts.get(names.tick_channel(s)) == count for s in symbols)
+
+
+async def test_first_subscribe_after_a_redis_restart_keeps_the_socket(kafka_bootstrap, tmp_path):
+    """The edge's pooled connections from before the restart are dead: the snapshot read
+    of the first subscribe meets one. The socket lives and the symbols are subscribed."""
+    redis = await asyncio.to_thread(DedicatedRedis, tmp_path / "redis")
+    try:
+        with own_stack(redis.url, kafka_bootstrap, tmp_path) as stack:
+            async with client_pool() as clients:
+                await start(stack.registry)
+                await start(stack.ingestor)
+                edge = await start(stack.edge, "edge-rs1")
+                # Several snapshot reads at once: the pool holds several connections.
+                clients += await asyncio.gather(*(subscribed(edge.ws_url, [f"RS{n}"])
+                                                  for n in range(4)))
+                await asyncio.to_thread(redis.restart)
+                await eventually(lambda: _all_ready([edge]), timeout=20)
+                for n, client in enumerate(clients):
+                    await client.send({"action": "subscribe", "symbols": [f"RSN{n}"]})
+                    ack = await client.until(lambda m: m["type"] in ("subscribed", "error")
+                                             and m.get("symbols") == [f"RSN{n}"])
+                    assert ack["type"] == "subscribed"
+                for client in clients:
+                    await client.send({"action": "ping", "timestamp": "alive"})
+                    pong = await client.until(lambda m: m["type"] == "pong")
+                    assert pong["timestamp"] == "alive"
+                    assert not client.ws.closed
+                assert alive(*stack.started) == []
+    finally:
+        await asyncio.to_thread(redis.stop)

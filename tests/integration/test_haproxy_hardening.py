@@ -4,11 +4,11 @@ head trickled at 1 byte/s is cut off (#19, item 7)."""
 
 from __future__ import annotations
 
-import asyncio
 
 import aiohttp
 import pytest
 
+from integration.rawws import trickle_upgrade
 from integration.wsclient import WsClient
 
 CLIENT = "127.0.0.2"  # a loopback address that is not the trusted proxy (127.0.0.1)
@@ -76,27 +76,9 @@ async def test_clients_behind_the_proxy_are_told_apart(capped):
 
 async def test_a_request_head_trickled_at_one_byte_per_second_is_cut_off(capped):
     _, lb = capped
-    head = (f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{lb.port}\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").encode()
-    reader, writer = await asyncio.open_connection("127.0.0.1", lb.port)
-    answer, sent = None, 0
-    try:
-        # HAProxy's timeout http-request is 10 s; 30 bytes at 1 byte/s is well past it
-        # and far short of the whole head.
-        for sent in range(1, 31):
-            try:
-                writer.write(head[sent - 1:sent])
-                await writer.drain()
-                answer = await asyncio.wait_for(reader.read(4096), timeout=1.0)
-                break
-            except asyncio.TimeoutError:
-                continue
-            except ConnectionError:
-                answer = b""
-                break
-    finally:
-        writer.close()
+    # HAProxy's timeout http-request is 10 s; 30 bytes at 1 byte/s is well past it and far
+    # short of the whole head.
+    answer, sent = await trickle_upgrade(lb.port, 30)
     assert answer is not None, f"still open after {sent} bytes at 1 byte/s"
     assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer
-    assert sent < len(head)
+    assert sent < 30

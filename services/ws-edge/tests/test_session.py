@@ -219,6 +219,21 @@ async def test_a_full_control_queue_closes_the_client_instead_of_dropping_a_mess
     await session.stop()
 
 
+async def test_control_queue_bytes_close_the_client_before_the_count_does():
+    overflowed = []
+    session = watching(Session("c6", RecordingSink(), control_limit=100, control_byte_limit=300,
+                               on_overflow=overflowed.append))
+    session.sink.gate.clear()  # the peer stops reading
+    session.send({"type": "pong", "timestamp": "first"})  # taken by the writer
+    await settle()
+    for n in range(3):
+        session.send({"type": "pong", "timestamp": f"{n}" * 60})
+    assert overflowed == []
+    session.send({"type": "pong", "timestamp": "x" * 60})  # past 300 bytes queued
+    assert overflowed == [session] and session.closed
+    await session.stop()
+
+
 async def test_flush_returns_when_the_writer_has_written_what_was_queued(session):
     session.sink.gate.clear()
     session.send({"type": "reconnect"})

@@ -19,6 +19,7 @@ from tickwire.ingestor.breaker import CircuitBreaker
 from tickwire.ingestor.budget import ProviderBudget
 from tickwire.ingestor.daybudget import DailyBudget
 from tickwire.ingestor.feed import FeedStore
+from tickwire.ingestor.lifetimes import KeyLifetimes
 from tickwire.ingestor.poller import Poller
 from tickwire.ingestor.providers import build_providers
 from tickwire.ingestor.publisher import TickPublisher
@@ -67,10 +68,13 @@ async def _background(app: web.Application):
     # One publisher for polled and streamed ticks: a symbol moving between the two keeps
     # one `seq` (numbered in Redis) and one last-published quote.
     publisher, feed = TickPublisher(redis), FeedStore(redis)
+    lifetimes = KeyLifetimes(redis, settings.inactive_key_ttl_seconds)
+    active.on_change = lifetimes.changed
     poller = Poller(runners, active, publisher, feed,
-                    Scheduler(settings.poll_interval, settings.freshness_seconds))
+                    Scheduler(settings.poll_interval, settings.freshness_seconds), lifetimes)
     poller.latency_warning_seconds = settings.latency_warning_seconds
-    streams = app[STREAMS] = StreamManager(active, publisher, feed, SessionStore(redis),
+    sessions = SessionStore(redis, settings.inactive_key_ttl_seconds)
+    streams = app[STREAMS] = StreamManager(active, publisher, feed, sessions,
                                            settings.max_ticks_per_second,
                                            settings.freshness_seconds, poll_busy=poller.busy)
     add_streams(streams, settings, redis, rid)

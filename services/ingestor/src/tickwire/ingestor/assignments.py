@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from opentelemetry import trace
@@ -36,6 +37,9 @@ REPLAY_HORIZON_MS = 30_000
 
 class ActiveSymbols(ConsumerRebalanceListener):
     def __init__(self) -> None:
+        # Told of every activation and deactivation read (replays included): the
+        # lifetime of the symbol's Redis keys follows them (`lifetimes`).
+        self.on_change: Callable[[str, bool], None] | None = None
         self._by_partition: dict[int, dict[str, int]] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._next_offset: dict[int, int] = {}  # partition → offset after the last record read
@@ -72,6 +76,8 @@ class ActiveSymbols(ConsumerRebalanceListener):
 
     def apply(self, partition: int, event: ActiveSymbolEvent) -> None:
         symbols = self._by_partition.setdefault(partition, {})
+        if self.on_change is not None:
+            self.on_change(event.symbol, event.active)
         if event.active:
             symbols[event.symbol] = max(1, event.subscribers)
         else:

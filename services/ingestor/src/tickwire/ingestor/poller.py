@@ -28,6 +28,7 @@ from tickwire.ingestor.assignments import ActiveSymbols
 from tickwire.ingestor.feed import FeedStore
 from tickwire.ingestor.metrics import (FEED_STATUS_CHANGES, INGEST_LATENCY, OWNED_SYMBOLS,
                                        STALE_SYMBOLS, TICKS_PUBLISHED)
+from tickwire.ingestor.lifetimes import KeyLifetimes
 from tickwire.ingestor.publisher import TickPublisher
 from tickwire.ingestor.runner import ProviderRunner
 from tickwire.ingestor.scheduler import Scheduler
@@ -39,12 +40,13 @@ TRACER = trace.get_tracer("tickwire.ingestor")
 class Poller:
     def __init__(self, runners: list[ProviderRunner], active: ActiveSymbols,
                  publisher: TickPublisher, feed: FeedStore, scheduler: Scheduler,
-                 clock: Callable[[], float] = time.time):
+                 lifetimes: KeyLifetimes | None = None, clock: Callable[[], float] = time.time):
         self.runners = runners
         self.active = active
         self.publisher = publisher
         self.feed = feed
         self.scheduler = scheduler
+        self.lifetimes = lifetimes
         self._clock = clock
         self._in_flight: set[str] = set()
         self._rounds: set[asyncio.Task] = set()
@@ -72,6 +74,12 @@ class Poller:
                     await task
 
     async def step(self) -> None:
+        if self.lifetimes is not None:
+            try:
+                await self.lifetimes.write()
+            except (RedisError, OSError) as exc:
+                self._redis_failed("setting the lifetime of symbols' keys", exc)
+                return
         owned = self.active.symbols()
         _, removed = self.scheduler.sync(
             {s: n for s, n in owned.items() if s not in self.streamed})

@@ -46,7 +46,7 @@ local epoch = redis.call('HGET', KEYS[1], 'epoch')
 redis.call('HSET', KEYS[1], 'ts', ARGV[3])
 local payload = ARGV[4] .. cmsgpack.pack('seq') .. cmsgpack.pack(seq)
   .. cmsgpack.pack('epoch') .. cmsgpack.pack(epoch)
-redis.call('SET', KEYS[2], payload)
+redis.call('SET', KEYS[2], payload, 'KEEPTTL')  -- an inactive symbol's TTL stays (lifetimes)
 redis.call(ARGV[2], KEYS[3], payload)
 return {seq, epoch}
 """

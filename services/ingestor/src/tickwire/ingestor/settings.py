@@ -24,6 +24,9 @@ class IngestorSettings(ServiceSettings):
     poll_interval: float = Field(2.0, gt=0, description="seconds between fetches of a symbol")
     freshness_seconds: float = Field(10.0, gt=0, description="a quote older is stale (and, if "
                                      "every provider fails, announced as DATA_STALE)")
+    inactive_key_ttl_seconds: int = Field(300, ge=1, description="a symbol nobody watches keeps "
+                                          "its Redis keys (cached quote, seq, feed state) this "
+                                          "long, so a reload still finds them")
 
     alphavantage_api_key: str = ""
     alphavantage_base_url: str = "https://www.alphavantage.co"

@@ -2,7 +2,7 @@
 
 Guarantees:
 - At-least-once: a batch's offsets are committed only after every event in it is in
-  Redis. A Redis outage stalls the loop (it waits and retries) instead of skipping
+  Redis (the batch is applied as one pipelined call, not one round trip per event). A Redis outage stalls the loop (it waits and retries) instead of skipping
   events; a crash or a rebalance before the commit makes some replica re-apply them,
   which changes nothing because every transition is idempotent (`state`).
 - Records that are not valid events are counted and skipped: they can never succeed.
@@ -34,7 +34,7 @@ from tickwire.registry.metrics import (ACTIVITY_CHANGES, APPLY_SECONDS, COMMIT_F
                                        CONSUMER_LAG, EVENTS, INVALID_EVENTS, STALE_EVENTS)
 from tickwire.registry.errors import REDIS_ERRORS
 from tickwire.registry.retry import describe, until_done
-from tickwire.registry.state import RegistryState
+from tickwire.registry.state import Outcome, Pending, RegistryState
 
 log = logging.getLogger(__name__)
 TRACER = trace.get_tracer("tickwire.registry")
@@ -74,9 +74,7 @@ class SubscriptionConsumer:
         while not stopping.is_set():
             batches = await self._consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_BATCH)
             try:
-                for records in batches.values():
-                    for record in records:
-                        await self._apply(record)
+                await self._apply([r for records in batches.values() for r in records])
             except Exception:
                 # The consumer's position is already past this batch: move it back, or
                 # the restarted loop would skip what was not applied and commit past it.
@@ -88,40 +86,69 @@ class SubscriptionConsumer:
                 await self._commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
             await self._report_progress()
 
-    async def _apply(self, record) -> None:
+    async def _apply(self, records: list) -> None:
+        """One fetch's records, partitions interleaved but each in its order, applied in
+        one call (`RegistryState.apply_many`: a pipeline per run of subscribes)."""
+        pending: list[Pending] = []
+        spans = []
+        for record in records:
+            event = self._decode(record)
+            if event is None:
+                continue
+            span = self._span(record, event)
+            # The activity changes this event causes carry this span's context on to the
+            # announcements (outbox entries, then Kafka headers).
+            with trace.use_span(span, end_on_exit=False):
+                pending.append(Pending(event, record.timestamp, traceparent() or ""))
+            spans.append(span)
+        if not pending:
+            return
+        started = time.perf_counter()
         try:
-            event = SubscriptionEvent.decode(record.value or b"")
+            outcomes = await until_done("redis", "apply", self._health, self._state.apply_many,
+                                        pending)
+        except BaseException:
+            for span in spans:
+                span.end()
+            raise
+        APPLY_SECONDS.observe(time.perf_counter() - started)
+        for (event, _, _), outcome, span in zip(pending, outcomes, spans):
+            span.set_attributes({"tickwire.activity_changes": outcome.changed,
+                                 "tickwire.stale": outcome.stale})
+            span.end()
+            self._count(event, outcome)
+
+    def _decode(self, record) -> SubscriptionEvent | None:
+        try:
+            return SubscriptionEvent.decode(record.value or b"")
         except EventError as exc:
             INVALID_EVENTS.inc()
             log.warning("skipping a record that is not a subscription event: %s", exc,
                         extra={"partition": record.partition, "offset": record.offset})
-            return
-        # The edge's span is the parent; the activity changes this event causes carry
-        # this span's context on to the announcements (outbox entries, then Kafka headers).
+            return None
+
+    def _span(self, record, event: SubscriptionEvent):
+        """The event's CONSUMER span, child of the edge's span that produced it."""
         flow = TICK if event.type is SubscriptionEventType.EDGE_HEARTBEAT else SUBSCRIPTION
-        with TRACER.start_as_current_span(
-                f"{names.SUBSCRIPTIONS_TOPIC} process", kind=SpanKind.CONSUMER,
-                context=context_from_headers(record.headers),
-                attributes=kafka_attributes(names.SUBSCRIPTIONS_TOPIC, **{
-                    FLOW: flow, "messaging.kafka.destination.partition": record.partition,
-                    "messaging.kafka.message.offset": record.offset,
-                    "tickwire.event": str(event.type), "tickwire.edge_id": event.edge_id,
-                    "tickwire.symbol": event.symbol or ""})) as span:
-            started = time.perf_counter()
-            outcome = await until_done("redis", "apply", self._health, self._state.apply, event,
-                                       record.timestamp, traceparent() or "")
-            APPLY_SECONDS.observe(time.perf_counter() - started)
-            span.set_attributes({"tickwire.activity_changes": outcome.changed,
-                                 "tickwire.stale": outcome.stale})
-            EVENTS.labels(str(event.type)).inc()
-            if outcome.stale:
-                STALE_EVENTS.inc()
-            if outcome.changed:
-                ACTIVITY_CHANGES.inc(outcome.changed)
-                log.info("symbol activity changed", extra={
-                    "edge": event.edge_id, "event": str(event.type),
-                    "symbol": event.symbol, "changes": outcome.changed})
-                self._on_activity_change()
+        return TRACER.start_span(
+            f"{names.SUBSCRIPTIONS_TOPIC} process", kind=SpanKind.CONSUMER,
+            context=context_from_headers(record.headers),
+            attributes=kafka_attributes(names.SUBSCRIPTIONS_TOPIC, **{
+                FLOW: flow, "messaging.kafka.destination.partition": record.partition,
+                "messaging.kafka.message.offset": record.offset,
+                "tickwire.event": str(event.type), "tickwire.edge_id": event.edge_id,
+                "tickwire.symbol": event.symbol or ""}))
+
+    def _count(self, event: SubscriptionEvent, outcome: Outcome) -> None:
+        EVENTS.labels(str(event.type)).inc()
+        if outcome.stale:
+            STALE_EVENTS.inc()
+        if outcome.changed:
+            ACTIVITY_CHANGES.inc(outcome.changed)
+            log.info("symbol activity changed", extra={
+                "edge": event.edge_id, "event": str(event.type),
+                "symbol": event.symbol, "changes": outcome.changed})
+            self._on_activity_change()
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         # aiokafka itself retries a commit while the coordinator is unreachable.

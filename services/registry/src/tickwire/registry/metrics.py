@@ -9,7 +9,7 @@ STALE_EVENTS = Counter("tickwire_registry_stale_events_total",
 INVALID_EVENTS = Counter("tickwire_registry_invalid_events_total",
                          "Records on the subscriptions topic that were not events (skipped)")
 APPLY_SECONDS = Histogram("tickwire_registry_apply_seconds",
-                          "Time to apply one event to Redis, retries included")
+                          "Time to apply one fetched batch of events to Redis, retries included")
 ACTIVITY_CHANGES = Counter("tickwire_registry_activity_changes_total",
                            "Symbols that became active or inactive")
 EDGES_EXPIRED = Counter("tickwire_registry_edges_expired_total", "Edges removed by lease expiry")

@@ -10,6 +10,8 @@ history: late copies are ignored, while a newer incarnation of the same edge id 
 Guarantees:
 - Each event is one atomic Lua script (`lua.py`) over keys of one hash-tag slot, so
   concurrent replicas never interleave inside a transition, on one Redis or a Cluster.
+- `apply_many` sends a run of subscribes/unsubscribes as one pipeline: one round trip
+  for the run, each event still its own script, applied in order.
 - Idempotent and order-independent: applying an event twice, replaying the topic, or
   reading the partitions (symbol-keyed subscribes, edge-keyed heartbeats) in any
   interleaving yields the same sets.
@@ -24,12 +26,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from tickwire.core import names
 from tickwire.core.events import SubscriptionEvent
+from tickwire.core.redisconn import run_scripts
 from tickwire.registry import lua
 
 
@@ -37,6 +41,13 @@ from tickwire.registry import lua
 class Outcome:
     changed: int   # symbols whose activity changed
     stale: bool    # the event was older than what it speaks about and changed nothing
+
+
+class Pending(NamedTuple):
+    """An event to apply, with what `apply` takes beside it."""
+    event: SubscriptionEvent
+    fallback_ts: int
+    traceparent: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +79,37 @@ class RegistryState:
             self._apply, event.edge_id, symbols, whole_set,
             [traceparent], [str(event.type), event.ts or fallback_ts, *symbols])
         return Outcome(int(changed), bool(stale))
+
+    async def apply_many(self, events: list[Pending]) -> list[Outcome]:
+        """Apply events in order, as `apply` would one by one, with one round trip per
+        run of subscribes/unsubscribes: each is still its own atomic script, pipelined
+        behind the one before. An event that speaks about the edge's whole set (a
+        heartbeat, an edge_down) reads that set first, so it goes alone."""
+        outcomes: list[Outcome] = []
+        run: list[Pending] = []
+        for pending in events:
+            if pending.event.symbol is not None:
+                run.append(pending)
+                continue
+            outcomes += await self._apply_run(run)
+            run = []
+            outcomes.append(await self.apply(*pending))
+        outcomes += await self._apply_run(run)
+        return outcomes
+
+    async def _apply_run(self, run: list[Pending]) -> list[Outcome]:
+        if not run:
+            return []
+        calls = []
+        for event, fallback_ts, traceparent in run:
+            calls.append(([*self._keys(event.edge_id), names.symbol_edges_key(event.symbol)],
+                          [event.edge_id, now_ms(), self._tombstone_s, traceparent, event.symbol,
+                           str(event.type), event.ts or fallback_ts, event.symbol]))
+        replies = await run_scripts(self._redis, self._apply, calls)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply  # the caller retries the run: re-applying an event changes nothing
+        return [Outcome(int(changed), bool(stale)) for changed, stale in replies]
 
     async def expire(self, edge_id: str, cutoff_ms: int) -> tuple[bool, int]:
         """Remove `edge_id` if its newest event is older than `cutoff_ms` (edge clock);

@@ -12,7 +12,10 @@ PROGRAM = "tickwire-edge"
 
 
 def _listen(settings: EdgeSettings) -> dict:
-    return {"backlog": settings.listen_backlog, "reuse_port": worker_index() is not None}
+    # aiohttp has no request-head timeout, but its keep-alive timer runs from the moment
+    # a connection opens and closes it while no whole request has arrived: the same bound.
+    return {"backlog": settings.listen_backlog, "reuse_port": worker_index() is not None,
+            "keepalive_timeout": settings.request_head_timeout_seconds}
 
 
 def main() -> None:

@@ -9,28 +9,35 @@ Guarantees:
 - Limits count symbol changes, not messages: a subscribe spends one unit of the
   client's change budget per symbol it adds; over budget its new symbols are refused
   with RATE_LIMIT_EXCEEDED. Unsubscribes are always honoured.
-- Messages over the client's message rate are dropped with one RATE_LIMIT_EXCEEDED per
-  episode; a client that keeps it up for `rate_limit_close_seconds` is closed (1008).
+- Messages over the client's message rate (WebSocket pings and pongs count as
+  messages) are dropped with one RATE_LIMIT_EXCEEDED per episode; a client that keeps it up for `rate_limit_close_seconds` is closed (1008).
+- A snapshot read that fails (Redis restarted under a pooled connection, or down) is
+  tried once more, then skipped with one DATA_STALE naming the symbols: the subscription
+  stands and the socket lives.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
 from aiohttp import WSCloseCode
 from prometheus_client import Counter
+from redis.exceptions import RedisError
 
 from tickwire.core.codecs import DecodeError, decode_json, decode_msgpack
-from tickwire.core.models import (ErrorCode, Ping, ProtocolError, Subscribe, Unsubscribe,
-                                  ack_message, error_message, normalise_symbol,
+from tickwire.core.models import (ErrorCode, Ping, ProtocolError, Subscribe, Tick,
+                                  Unsubscribe, ack_message, error_message, normalise_symbol,
                                   parse_client_message, pong_message)
 from tickwire.core.tickbus import TickBus
 from tickwire.edge.feeds import Feeds
 from tickwire.edge.frames import snapshot_frames
 from tickwire.edge.hub import Hub
 from tickwire.edge.session import Session
+
+log = logging.getLogger(__name__)
 
 ERRORS = Counter("tickwire_edge_errors_total", "Error messages sent to clients", ["code"])
 
@@ -66,14 +73,22 @@ class Commands:
         self._shed = shed
         self._close_after = rate_limit_close_seconds
 
+    async def within_rate(self, session: Session) -> bool:
+        """Whether one more frame from the client (data or control: a WebSocket ping
+        costs the same as a message) is within its message rate; when it is not, the
+        client is told once per episode, and closed once the episode lasts too long."""
+        excess = session.over_rate(time.monotonic())
+        if excess is None:
+            return True
+        if excess == 0.0:
+            send_error(session, ErrorCode.RATE_LIMIT_EXCEEDED, "too many messages; slow down")
+        elif excess > self._close_after:
+            await self._shed(session, WSCloseCode.POLICY_VIOLATION, "message rate abuse")
+        return False
+
     async def on_frame(self, session: Session, data: str | bytes, binary: bool) -> None:
         """One WebSocket data frame: rate-limited, decoded, carried out."""
-        excess = session.over_rate(time.monotonic())
-        if excess is not None:
-            if excess == 0.0:
-                send_error(session, ErrorCode.RATE_LIMIT_EXCEEDED, "too many messages; slow down")
-            elif excess > self._close_after:
-                await self._shed(session, WSCloseCode.POLICY_VIOLATION, "message rate abuse")
+        if not await self.within_rate(session):
             return
         try:
             if session.binary:
@@ -112,6 +127,12 @@ class Commands:
             send_error(session, ErrorCode.SUBSCRIPTION_LIMIT_EXCEEDED,
                        f"at most {session.max_symbols} symbols per connection", new[room:][:100])
             new = new[:room]
+        if over_edge := self._hub.beyond_cap(new):
+            send_error(session, ErrorCode.SUBSCRIPTION_LIMIT_EXCEEDED,
+                       f"this server holds at most {self._hub.max_symbols} distinct symbols",
+                       over_edge[:100])
+            refused = set(over_edge)
+            new = [s for s in new if s not in refused]
         if not session.take_changes(time.monotonic(), len(new)):
             send_error(session, ErrorCode.RATE_LIMIT_EXCEEDED,
                        "too many symbol changes; slow down", new[:100])
@@ -129,11 +150,24 @@ class Commands:
         if ack:
             session.send(ack_message("subscribed", subscribed))
         fresh = [s for s in new if s in session.symbols]
-        for tick in await self._bus.latest(fresh):
+        for tick in await self._snapshots(session, fresh):
             if tick is not None:
                 session.offer(tick, snapshot_frames(tick))
         if stale := self._feeds.stale_among(fresh):
             self._feeds.warn({session: stale})
+
+    async def _snapshots(self, session: Session, symbols: list[str]) -> list[Tick | None]:
+        # The first read after a Redis restart meets a pooled connection the server
+        # closed; the retry gets a fresh one.
+        for _ in range(2):
+            try:
+                return await self._bus.latest(symbols)
+            except (RedisError, OSError) as exc:
+                failure = exc
+        log.warning("snapshot read failed: %s", failure, extra={"client": session.client_id})
+        send_error(session, ErrorCode.DATA_STALE, "snapshot unavailable; live updates follow",
+                   symbols[:100])
+        return []
 
     def unsubscribe(self, session: Session, action: Unsubscribe) -> None:
         if action.invalid:

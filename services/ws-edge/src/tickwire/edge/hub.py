@@ -8,6 +8,8 @@ Guarantees:
   the registry; subscribes that meet a symbol already on its way wait for that one
   round trip. Everything asked for while a SUBSCRIBE is in flight goes out together in
   the next one.
+- At most `max_symbols` distinct symbols are held (`beyond_cap` names the rest), so the
+  registry, Redis and the ingestor never carry more for one edge.
 - If the Redis subscribe fails, nothing changes: the symbols are not held, nothing is
   announced, and the caller reports SUBSCRIPTION_FAILED.
 - The last interest leaving does not unsubscribe at once: the channel and the registry
@@ -38,12 +40,15 @@ from tickwire.edge.session import Session
 
 log = logging.getLogger(__name__)
 
+MAX_SYMBOLS = 5000  # distinct symbols one edge holds upstream, as REST polling is capped
+
 SYMBOLS = Gauge("tickwire_edge_symbols", "Symbols with at least one local subscriber")
 
 
 class Hub:
     def __init__(self, bus: TickBus, announcements: Announcements, release_delay: float = 1.0,
-                 cold_reads: ColdReads | None = None):
+                 cold_reads: ColdReads | None = None, max_symbols: int = MAX_SYMBOLS):
+        self.max_symbols = max_symbols
         self._bus = bus
         self._cold_reads = cold_reads
         self._awaited = cold_reads.awaited if cold_reads is not None else {}
@@ -73,6 +78,13 @@ class Hub:
                 for symbol, watchers in self._watchers.items()}
 
     # -- interest ---------------------------------------------------------------------
+
+    def beyond_cap(self, symbols: list[str]) -> list[str]:
+        """Those of `symbols` that would take the edge past `max_symbols` distinct symbols
+        (held, on their way upstream, or waiting to be released): the caller refuses them."""
+        held = self._watchers.keys() | self._subscribing.keys()
+        new = [s for s in dict.fromkeys(symbols) if s not in held]
+        return new[max(0, self.max_symbols - len(held)):]
 
     async def subscribe(self, session: Session, symbols: list[str]) -> list[str]:
         """Add `session` to `symbols`; returns the symbols that failed upstream."""

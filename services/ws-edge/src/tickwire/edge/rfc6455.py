@@ -112,13 +112,7 @@ class _StrictReader:
             return True, b""
         if problem := self._scanner.feed(data):
             return self._fail(WSCloseCode.PROTOCOL_ERROR, problem)
-        result = self._inner.feed_data(data)
-        error = self._queue.exception()
-        if error is not None and not isinstance(error, WebSocketError):
-            # aiohttp turns every refusal it knows into a WebSocketError; what is left
-            # is a payload its inflater could not read.
-            return self._fail(WSCloseCode.INVALID_TEXT, "invalid compressed payload")
-        return result
+        return self._inner.feed_data(data)
 
     def _fail(self, code: int, reason: str) -> tuple[bool, bytes]:
         self._failed = True
@@ -128,6 +122,16 @@ class _StrictReader:
 
 class StrictWebSocketResponse(web.WebSocketResponse):
     """A WebSocketResponse whose reader enforces masking, close codes and inflation."""
+
+    async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"",
+                    drain: bool = True) -> bool:
+        # aiohttp turns every refusal it knows into a WebSocketError; any other error
+        # from its reader is a payload its inflater could not read, which it would
+        # answer with a normal close.
+        error = self.exception()
+        if code == WSCloseCode.OK and error is not None and not isinstance(error, WebSocketError):
+            code = WSCloseCode.INVALID_TEXT
+        return await super().close(code=code, message=message, drain=drain)
 
     def _post_start(self, request: web.BaseRequest, protocol, writer) -> None:
         # Bytes that came with the upgrade request are fed at parser installation:

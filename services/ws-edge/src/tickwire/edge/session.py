@@ -8,9 +8,9 @@ Guarantees:
   is free. Bounded memory for one that does not: once a write waits on the peer, or more
   than `queue_limit` updates are pending, updates CONFLATE to the newest pending one per
   symbol. A slow client converges to the latest prices and never holds back anyone else.
-  Control messages (acks, errors, pongs) queue in order up to a limit; one more and
-  the client is closed with 1013 (`on_overflow`): an ack or error is never dropped
-  while the socket stays open.
+  Control messages (acks, errors, pongs) queue in order up to a limit in count and in
+  bytes; over either and the client is closed with 1013 (`on_overflow`): an ack or
+  error is never dropped while the socket stays open.
 - Control messages queued before an update was offered are written before it.
 - Pending updates go out together: one `batch_update` frame on a socket.
 - The fast path: while a socket has no writer and its transport is not backed up, a
@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 DROPPED = Counter("tickwire_edge_dropped_messages_total",
                   "Control messages beyond a client's queue limit (the client is closed, 1013)")
 
+CONTROL_BYTE_LIMIT = 256 * 1024  # queued control frames of one client, in bytes
+
 _PING = object()  # a queued WebSocket ping, written by the writer like any frame
 
 
@@ -67,11 +69,12 @@ class Session:
     __slots__ = ("client_id", "sink", "binary", "address", "max_symbols", "symbols", "inbound",
                  "changes", "rate_limited_since", "last_heard", "last_ping", "blocked_since",
                  "closed", "_pending", "_pending_count", "_queue_limit", "_control",
-                 "_control_limit", "_on_overflow", "_throttle", "_direct", "_timer", "_writer",
-                 "_idle")
+                 "_control_limit", "_control_bytes", "_control_byte_limit", "_on_overflow",
+                 "_throttle", "_direct", "_timer", "_writer", "_idle")
 
     def __init__(self, client_id: str, sink: Sink, *, max_symbols: int = 500,
-                 control_limit: int = 256, queue_limit: int = 256, rate: float = 50.0,
+                 control_limit: int = 256, control_byte_limit: int = CONTROL_BYTE_LIMIT,
+                 queue_limit: int = 256, rate: float = 50.0,
                  burst: float = 100.0, change_rate: float = 100.0, change_burst: float = 1000.0,
                  address: str = "", on_overflow: Callable[[Session], None] | None = None):
         self.client_id = client_id
@@ -97,6 +100,8 @@ class Session:
         # A list, not a deque: an empty deque still holds a 0.7 KiB block, and this is short.
         self._control: list[Any] = []
         self._control_limit = control_limit
+        self._control_bytes = 0  # of the queued control frames
+        self._control_byte_limit = control_byte_limit
         self._on_overflow = on_overflow
         self._throttle: Throttle | None = None  # until a symbol gets a maxHz
         # Pre-built frames for the next flush: one frame, or a list of them.
@@ -147,13 +152,15 @@ class Session:
         whose queue is full is closed (1013) rather than lose the message silently."""
         if self.closed:
             return
-        if len(self._control) >= self._control_limit:
+        frame = self._encode(message)
+        if (len(self._control) >= self._control_limit
+                or self._control_bytes + len(frame) > self._control_byte_limit):
             DROPPED.inc()
             self.closed = True  # nothing more is queued for a client that is being closed
             if self._on_overflow is not None:
                 self._on_overflow(self)
             return
-        frame = self._encode(message)
+        self._control_bytes += len(frame)
         # orjson's bytes keep its whole working buffer (4 KiB at least): a queued message
         # holds a copy of its own size instead.
         self._control.append(frame if self.binary else bytes(memoryview(frame)))
@@ -278,6 +285,7 @@ class Session:
                     if item is _PING:
                         await self._timed(self.sink.ping())
                     else:
+                        self._control_bytes -= len(item)
                         await self._write(item, "control")
                 if not (self._pending and await self._write_updates()):
                     break

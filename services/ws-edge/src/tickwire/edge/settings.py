@@ -75,6 +75,10 @@ class EdgeSettings(ServiceSettings):
     trusted_proxies: str = Field("", description="comma-separated addresses or CIDR ranges of "
                                                  "proxies whose X-Forwarded-For is believed")
     allowed_origins: str = Field("", description="comma-separated; empty allows any Origin")
+    request_head_timeout_seconds: float = Field(10.0, gt=0, description="a connection that has "
+                                                "not sent a whole request head this long after "
+                                                "it opened (or after its last response) is "
+                                                "closed; also the idle keep-alive")
     compression: bool = True
     socket_send_buffer: int = Field(131072, ge=0, description="bytes of kernel send buffer per "
                                     "client socket (0: the kernel's autotuning); small keeps a "

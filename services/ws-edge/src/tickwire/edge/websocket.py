@@ -2,8 +2,11 @@
 
 Guarantees: a refused client costs nothing past the HTTP answer; every admitted socket
 is tracked by the node until its read loop ends, then released once; each data frame
-goes to the shared commands in the order it arrived; WebSocket pings are answered;
-a client being shed is read no further.
+goes to the shared commands in the order it arrived; WebSocket pings within the
+client's message rate are answered (pings and pongs count against it); a frame that
+breaks RFC 6455 (unmasked, a close code not for the wire, an undecodable compressed
+payload) fails the connection with 1002 or 1007 (`rfc6455`); a client being shed is
+read no further.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from tickwire.core.codecs import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL
 from tickwire.core.models import connected_message
 from tickwire.edge.admission import Refused
 from tickwire.edge.node import EdgeNode
+from tickwire.edge.rfc6455 import StrictWebSocketResponse
 from tickwire.edge.session import Session
 from tickwire.edge.transport import WebSocketSink
 
@@ -56,7 +60,7 @@ class WebSocketEndpoint:
         except Refused as refused:
             return refused.response
         try:
-            ws = web.WebSocketResponse(
+            ws = StrictWebSocketResponse(
                 protocols=(MSGPACK_SUBPROTOCOL, JSON_SUBPROTOCOL),
                 autoping=False,  # pongs are ours to see: two missed pings close the socket
                 max_msg_size=self.settings.max_frame_bytes,
@@ -96,6 +100,9 @@ class WebSocketEndpoint:
             elif message.type == WSMsgType.BINARY:
                 await commands.on_frame(session, message.data, binary=True)
             elif message.type == WSMsgType.PING:
-                await ws.pong(message.data)
+                if await commands.within_rate(session):
+                    await ws.pong(message.data)
+            elif message.type == WSMsgType.PONG:
+                await commands.within_rate(session)
         # A shed session's close runs in its own task; the loop ends when it lands (a
         # `break` here would let aiohttp close with 1000 first).

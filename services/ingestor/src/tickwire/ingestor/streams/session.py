@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from tickwire.core import names
 from tickwire.core.models import StockQuote, iso_from_unix
+from tickwire.core.redisconn import run_scripts
 from tickwire.ingestor.streams.base import Trade
 
 SESSION_TTL_SECONDS = 5 * 24 * 3600  # a long weekend and a holiday
@@ -129,9 +130,21 @@ class Session:
             return None
 
 
+# Write a session and refresh its long TTL, unless the key carries a shorter one: the
+# symbol went inactive (`lifetimes`) and a save still in flight must not keep it alive.
+# KEYS: the session hash; ARGV: long TTL, the inactive TTL, then field/value pairs.
+_SAVE = """
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 0 or ttl > tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+"""
+
+
 class SessionStore:
-    def __init__(self, redis: aioredis.Redis):
+    def __init__(self, redis: aioredis.Redis, inactive_ttl_seconds: int = 300):
         self._redis = redis
+        self._inactive_ttl = inactive_ttl_seconds
+        self._save = redis.register_script(_SAVE)
 
     async def load(self, symbols: list[str]) -> dict[str, Session | None]:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -141,9 +154,10 @@ class SessionStore:
         return {s: Session.from_hash(raw) if raw else None for s, raw in zip(symbols, replies)}
 
     async def save(self, sessions: dict[str, Session]) -> None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for symbol, session in sessions.items():
-                key = names.session_key(symbol)
-                pipe.hset(key, mapping=session.to_hash())
-                pipe.expire(key, SESSION_TTL_SECONDS)
-            await pipe.execute()
+        calls = [([names.session_key(symbol)],
+                  [SESSION_TTL_SECONDS, self._inactive_ttl,
+                   *(item for pair in session.to_hash().items() for item in pair)])
+                 for symbol, session in sessions.items()]
+        for reply in await run_scripts(self._redis, self._save, calls):
+            if isinstance(reply, Exception):
+                raise reply
