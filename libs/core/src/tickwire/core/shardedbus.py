@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Iterable
 
 from redis.asyncio.cluster import RedisCluster
@@ -26,6 +25,7 @@ from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from tickwire.core import names
+from tickwire.core.backoff import backoff_delay
 from tickwire.core.pubsub import MessageHandler, SubscriberConnection
 from tickwire.core.tickbus import COMMAND_TIMEOUT, HEALTH_CHECK_SECONDS, RedisTickBus
 
@@ -120,7 +120,7 @@ class ShardedTickBus(RedisTickBus):
                     await self._watch()
                 except Exception as exc:  # any failure: a dead listener would silence the edge
                     self.connected.clear()
-                    delay = min(2.0, 0.05 * 2 ** attempt) * random.uniform(0.5, 1.0)
+                    delay = backoff_delay(attempt, 0.05, 2.0)
                     attempt += 1
                     log.warning("redis cluster subscriber resyncing",
                                 extra={"error": repr(exc), "retry_in_s": round(delay, 2)})

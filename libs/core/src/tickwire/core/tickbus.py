@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Iterable
 from typing import Protocol
 
 from redis.exceptions import RedisError
 
 from tickwire.core import names
+from tickwire.core.backoff import backoff_delay
 from tickwire.core.codecs import DecodeError, decode_tick, encode_tick
 from tickwire.core.models import Tick
 from tickwire.core.pubsub import MessageHandler, SubscriberConnection
@@ -157,7 +157,7 @@ class RedisTickBus:
             except (RedisError, OSError) as exc:
                 self.connected.clear()
                 self._close()
-                delay = min(5.0, 0.1 * 2 ** attempt) * random.uniform(0.5, 1.0)
+                delay = backoff_delay(attempt, 0.1, 5.0)
                 attempt += 1
                 log.warning("redis subscriber lost; reconnecting",
                             extra={"error": repr(exc), "retry_in_s": round(delay, 2)})

@@ -34,6 +34,8 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, web
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from tickwire.core.backoff import backoff_delay
+
 log = logging.getLogger(__name__)
 
 WORKER_ENV = "TICKWIRE_EDGE_WORKER_INDEX"          # set by the parent, for its children only
@@ -155,8 +157,7 @@ class Supervisor:
         if worker.restart_at is None:
             uptime = now - worker.started
             worker.failures = 0 if uptime >= HEALTHY_UPTIME else worker.failures + 1
-            low, high = RESTART_BACKOFF
-            delay = min(high, low * 2 ** max(0, worker.failures - 1))
+            delay = backoff_delay(max(0, worker.failures - 1), *RESTART_BACKOFF, jitter="none")
             worker.restart_at = now + delay
             log.warning("edge worker exited; restarting", extra={
                 "worker": worker.index, "code": process.returncode if process else None,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -27,6 +26,7 @@ import aiohttp
 import orjson
 from redis.exceptions import RedisError
 
+from tickwire.core.backoff import backoff_delay
 from tickwire.ingestor.metrics import (STREAM_CONNECTED, STREAM_ERRORS, STREAM_JUNK,
                                        STREAM_RECONNECTS)
 from tickwire.ingestor.streams.base import (AuthFailed, JunkFrame, Rejected, StreamAdapter,
@@ -149,8 +149,7 @@ class StreamConnection:
                     self.reconnects += 1
                     STREAM_RECONNECTS.labels(self.name).inc()
                     self._set_state("backoff")
-                    wait = random.uniform(0, min(self._backoff[1],
-                                                 self._backoff[0] * 2 ** min(attempt, 16)))
+                    wait = backoff_delay(attempt, *self._backoff, jitter="full")
                     log.warning("stream connection lost; reconnecting", extra={
                         "stream": self.name, "error": self._redact(repr(exc))[:200],
                         "retry_in_s": round(wait, 2)})
