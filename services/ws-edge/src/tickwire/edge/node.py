@@ -17,11 +17,14 @@ from collections.abc import Callable
 from prometheus_client import Counter, Gauge
 
 from tickwire.core import names
+from tickwire.core.models import ErrorCode, token_expiring_message
 from tickwire.core.tickbus import TickBus
 from tickwire.edge import liveness
+from tickwire.edge import expiry
 from tickwire.edge.admission import Admission
+from tickwire.edge.auth import Principal
 from tickwire.edge.announcements import Announcements
-from tickwire.edge.commands import Commands
+from tickwire.edge.commands import Commands, send_error
 from tickwire.edge.control import parse_control
 from tickwire.edge.drain import drain_sessions
 from tickwire.edge.feeds import Feeds
@@ -30,7 +33,8 @@ from tickwire.edge.observability import RecentCloses
 from tickwire.edge.rest import PollInterest
 from tickwire.edge.session import Session
 from tickwire.edge.settings import EdgeSettings
-from tickwire.edge.transport import Sink
+from tickwire.edge.tokens import SessionTokens
+from tickwire.edge.transport import TOKEN_EXPIRED, Sink
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +53,11 @@ class EdgeNode:
         self.announcements = announcements
         self.hub = Hub(bus, announcements, settings.unsubscribe_delay_seconds)
         self.feeds = Feeds(self.hub)
-        self.commands = Commands(self.hub, bus, self.feeds, self.shed,
-                                 settings.rate_limit_close_seconds)
         self.admission = Admission(settings)
+        self.tokens = SessionTokens(self.admission.auth, self.admission.subjects,
+                                    settings.token_expiry_warning_seconds)
+        self.commands = Commands(self.hub, bus, self.feeds, self.shed,
+                                 settings.rate_limit_close_seconds, self.tokens)
         self.poll_interest = PollInterest(self.hub, settings.poll_interest_seconds)
         self.sessions: set[Session] = set()
         self._closing: set[asyncio.Task] = set()  # closes in flight, kept from the GC
@@ -73,13 +79,14 @@ class EdgeNode:
     # -- sessions ---------------------------------------------------------------------
 
     def open_session(self, client_id: str, sink: Sink, kind: str, address: str,
-                     max_symbols: int) -> Session:
+                     principal: Principal) -> Session:
         settings = self.settings
-        session = Session(client_id, sink, max_symbols=max_symbols,
+        session = Session(client_id, sink, max_symbols=principal.max_symbols,
                           rate=settings.messages_per_second, burst=settings.message_burst,
                           change_rate=settings.symbol_changes_per_second,
                           change_burst=settings.symbol_change_burst, address=address,
                           on_overflow=self._overflowed)
+        self.tokens.attach(session, principal, refreshable=kind == "websocket")
         self.sessions.add(session)
         CONNECTIONS.labels(kind).inc()
         return session
@@ -90,7 +97,8 @@ class EdgeNode:
             return
         self.sessions.discard(session)
         CONNECTIONS.labels(kind).dec()
-        self.admission.release(session.address)
+        self.admission.release(session.address, session.principal.subject)
+        self.tokens.forget(session)
         await session.stop()
         self.hub.leave(session)
 
@@ -163,6 +171,29 @@ class EdgeNode:
             elif verdict is not None:
                 await self.shed(session, *verdict)
         self.admission.forget_idle()
+        self.expire_tokens(time.time())
+
+    def expire_tokens(self, now: float) -> None:
+        """Warn the sockets whose token lapses soon; end those whose token has lapsed:
+        an UNAUTHORIZED error, then (a WebSocket) close 4001."""
+        for session, event, expires_at in self.tokens.due(now):
+            if session.closed:
+                continue
+            if event == expiry.WARN:
+                session.send(token_expiring_message(max(0, int((expires_at - now) * 1000))))
+            else:
+                send_error(session, ErrorCode.UNAUTHORIZED, "token expired")
+                self._in_background(self._close_after_flush(session, TOKEN_EXPIRED,
+                                                            "token expired"))
+
+    async def _close_after_flush(self, session: Session, code: int, reason: str) -> None:
+        await session.flush(1.0)  # the error first: shedding drops what is still queued
+        await self.shed(session, code, reason)
+
+    def _in_background(self, coroutine) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     # -- draining ---------------------------------------------------------------------
 

@@ -4,6 +4,11 @@ Guarantees: a read counts as interest: the symbols stay subscribed upstream for
 `poll_interest_seconds` after the last read (at most `max_symbols` of them at once), so a
 client that polls sees fresh prices rather than a frozen cache. A response's ETag names
 the exact versions served.
+
+Auth: every read checks its token (signature, `exp`, `aud`) and its entitlements. A
+single read of a forbidden symbol is 403 FORBIDDEN; a batch is 403 when it allows none
+of its symbols, otherwise 200 with the allowed ones and the others listed in `forbidden`
+(neither read nor held upstream).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from aiohttp import web
 
 from tickwire.core.models import Tick, normalise_symbol
 from tickwire.core.service import error_response
-from tickwire.edge.admission import Refused
+from tickwire.edge.admission import Refused, forbidden_response
 from tickwire.edge.commands import parse_symbols_query
 from tickwire.edge.hub import Hub
 
@@ -95,12 +100,14 @@ class QuoteRoutes:
 
     async def one(self, request: web.Request) -> web.Response:
         try:
-            self._node.admission.authenticate(request)
+            principal = self._node.admission.authenticate(request)
         except Refused as refused:
             return refused.response
         symbol = normalise_symbol(request.match_info["symbol"])
         if symbol is None:
             return error_response(400, "INVALID_SYMBOL", "not a valid symbol")
+        if not principal.entitlements.allows(symbol):
+            return forbidden_response([symbol])
         await self._node.poll_interest.touch([symbol])
         [tick] = await self._node.bus.latest([symbol])
         if tick is None:
@@ -109,7 +116,7 @@ class QuoteRoutes:
 
     async def many(self, request: web.Request) -> web.Response:
         try:
-            self._node.admission.authenticate(request)
+            principal = self._node.admission.authenticate(request)
         except Refused as refused:
             return refused.response
         symbols, invalid, given = parse_symbols_query(request.query.get("symbols", ""))
@@ -120,10 +127,15 @@ class QuoteRoutes:
         if invalid:
             return error_response(400, "INVALID_SYMBOL",
                                   "not valid symbols: " + ", ".join(invalid)[:200])
+        symbols, forbidden = principal.entitlements.split(symbols)
+        if not symbols:
+            return forbidden_response(forbidden)
         await self._node.poll_interest.touch(symbols)
         ticks = await self._node.bus.latest(symbols)
         body = {
             "quotes": [quote_body(t, self._freshness) for t in ticks if t is not None],
             "missing": [s for s, t in zip(symbols, ticks) if t is None],
         }
+        if forbidden:
+            body["forbidden"] = forbidden
         return _cached_json(request, body, _etag(symbols, ticks))
