@@ -90,3 +90,20 @@ async def test_a_refresh_replaces_the_whole_identity_or_nothing(tokens):
     assert tokens.due(time.time() + 10) == []
     assert [e for _, e, _ in tokens.due(time.time() + 601)] == [WARN, LAPSE]
     await session.stop()
+
+
+async def test_the_sockets_of_one_subject_share_one_message_allowance():
+    settings = EdgeSettings(jwt_secret=SECRET, messages_per_second=1000, message_burst=1000,
+                            tier_message_rates="free=5")
+    tokens = SessionTokens(Authenticator(settings), SubjectLimits(), warning_seconds=60)
+    principal = tokens._auth.verify(hs({"sub": "u", "tier": "free"}))
+    tabs = [Session(f"tab{n}", RecordingSink(), rate=1000, burst=1000) for n in range(10)]
+    for tab in tabs:
+        tokens.attach(tab, principal, refreshable=True)
+    allowed = sum(tab.over_rate(0.0) is None for _ in range(5) for tab in tabs)
+    assert allowed == 10  # one user's burst (2 × 5), not ten
+    other = Session("other", RecordingSink(), rate=1000, burst=1000)
+    tokens.attach(other, tokens._auth.verify(hs({"sub": "v", "tier": "free"})), refreshable=True)
+    assert other.over_rate(0.0) is None
+    for session in (*tabs, other):
+        await session.stop()
