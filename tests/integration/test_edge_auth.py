@@ -306,3 +306,40 @@ async def test_hostile_tokens_are_refused_before_the_upgrade(edge, injector):
         assert (await bystander.updates("AUTHH1", 1))[0]["seq"] == 3
     finally:
         await bystander.close()
+
+
+async def test_the_python_sdk_refreshes_short_tokens_and_keeps_its_socket(edge, injector):
+    from tickwire.client import ClientConfig, TickwireClient
+
+    issued: list[str] = []
+    # Each token lives 3 s: the edge warns at once, the SDK refreshes, and so on.
+    async def provider() -> str:
+        issued.append(token := rs256("sdk-user", lifetime=3, symbols=["AUTHP1"]))
+        return token
+
+    messages: list[dict] = []
+    client = TickwireClient(ClientConfig(url=f"ws://127.0.0.1:{edge.lb.port}/ws",
+                                         token_provider=provider, wire_format="json"))
+    client.on_message(messages.append)
+    updates = client.updates()
+    await client.connect()
+    try:
+        first_client_id = client.client_id
+        await client.subscribe(["AUTHP1", "AUTHP2"])
+        await eventually(lambda: _seen(messages, "refreshed", 2), timeout=30)
+        assert client.client_id == first_client_id and client.is_connected
+        forbidden = [m for m in messages if m.get("code") == "FORBIDDEN"]
+        assert forbidden and forbidden[0]["symbols"] == ["AUTHP2"]
+        assert not [m for m in messages if m.get("type") == "error"
+                    and m.get("code") == "UNAUTHORIZED"]
+        await eventually(lambda: _has_subscriber(injector, "AUTHP1"))
+        await injector.publish("AUTHP1", 11)
+        update = await asyncio.wait_for(anext(updates), 10)
+        assert (update.symbol, update.seq) == ("AUTHP1", 11)
+        assert len(issued) >= 3  # the connect, then one per refresh
+    finally:
+        await client.disconnect()
+
+
+async def _seen(messages: list[dict], kind: str, count: int) -> bool:
+    return sum(m.get("type") == kind for m in messages) >= count
