@@ -67,7 +67,8 @@ def edge(redis_server: str, kafka_server: str, tmp_path_factory) -> Iterator[Edg
                                   env={"TICKWIRE_LOG_FORMAT": "text"}), [], workdir, start_haproxy)
     try:
         direct = stack.edge("edge-auth", TICKWIRE_EDGE_JWT_SECRET=SECRET,
-                            TICKWIRE_EDGE_JWT_PUBLIC_KEY=PUBLIC, TICKWIRE_EDGE_JWT_AUDIENCE=AUDIENCE,
+                            TICKWIRE_EDGE_JWT_PUBLIC_KEY=PUBLIC,
+                            TICKWIRE_EDGE_JWT_AUDIENCE=AUDIENCE,
                             TICKWIRE_EDGE_TOKEN_EXPIRY_WARNING_SECONDS=str(WARNING_SECONDS),
                             TICKWIRE_EDGE_MAX_CONNECTIONS_PER_USER=str(PER_USER),
                             TICKWIRE_EDGE_TIER_CONNECTION_LIMITS="vip=12")

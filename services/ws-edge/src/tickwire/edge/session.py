@@ -67,10 +67,10 @@ class Subscriptions(dict[str, tuple[str, int] | None]):
 
 class Session:
     __slots__ = ("client_id", "sink", "binary", "address", "max_symbols", "symbols", "inbound",
-                 "user_inbound", "principal", "changes", "rate_limited_since", "last_heard", "last_ping", "blocked_since",
+                 "changes", "rate_limited_since", "last_heard", "last_ping", "blocked_since",
                  "closed", "_pending", "_pending_count", "_queue_limit", "_control",
                  "_control_limit", "_on_overflow", "_throttle", "_direct", "_timer", "_writer",
-                 "_idle")
+                 "_idle", "principal", "user_inbound")
 
     def __init__(self, client_id: str, sink: Sink, *, max_symbols: int = 500,
                  control_limit: int = 256, queue_limit: int = 256, rate: float = 50.0,
