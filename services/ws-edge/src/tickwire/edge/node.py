@@ -12,18 +12,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 
 from prometheus_client import Counter, Gauge
 
 from tickwire.core import names
 from tickwire.core.models import ErrorCode, token_expiring_message
 from tickwire.core.tickbus import TickBus
-from tickwire.edge import liveness
-from tickwire.edge import expiry
+from tickwire.edge import expiry, liveness
 from tickwire.edge.admission import Admission
-from tickwire.edge.auth import Principal
 from tickwire.edge.announcements import Announcements
+from tickwire.edge.auth import Principal
 from tickwire.edge.commands import Commands, send_error
 from tickwire.edge.control import parse_control
 from tickwire.edge.drain import drain_sessions
@@ -109,17 +108,12 @@ class EdgeNode:
         self._log_close(session, code, reason)
         # Closing may wait on a peer that does not read: never hold up the caller
         # (the sweep, the read loop) for it.
-        closing = asyncio.get_running_loop().create_task(session.sink.close(code, reason))
-        self._closing.add(closing)
-        closing.add_done_callback(self._closing.discard)
+        self._in_background(session.sink.close(code, reason))
 
     def _overflowed(self, session: Session) -> None:
         """A client whose control queue is full: an ack or error would be lost, so it
         goes, told to come back later."""
-        task = asyncio.get_running_loop().create_task(
-            self.shed_now(session, liveness.TRY_AGAIN_LATER, CONTROL_QUEUE_FULL))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._in_background(self.shed_now(session, liveness.TRY_AGAIN_LATER, CONTROL_QUEUE_FULL))
 
     async def shed_now(self, session: Session, code: int, reason: str) -> None:
         """Close `session` and wait for it (bounded by the sink's close)."""
@@ -190,7 +184,8 @@ class EdgeNode:
         await session.flush(1.0)  # the error first: shedding drops what is still queued
         await self.shed(session, code, reason)
 
-    def _in_background(self, coroutine) -> None:
+    def _in_background(self, coroutine: Coroutine) -> None:
+        """Run `coroutine` in a task kept from the garbage collector until it ends."""
         task = asyncio.get_running_loop().create_task(coroutine)
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
