@@ -173,3 +173,10 @@ def test_a_subject_bucket_re_rated_by_another_tier_keeps_its_level():
     # Alternating tokens of two tiers must not refill the shared bucket.
     assert limits.bucket("u", 50) is bucket and not bucket.take(0.0)
     assert limits.bucket("u", 10) is bucket and not bucket.take(0.0)
+
+
+def test_aud_is_checked_only_when_an_audience_is_configured():
+    claims = {"sub": "u", "aud": "some-app", "exp": time.time() + 60}
+    assert Authenticator(EdgeSettings(jwt_secret=SECRET)).verify(hs(claims)).subject == "u"
+    with pytest.raises(Unauthorized):
+        Authenticator(EdgeSettings(jwt_secret=SECRET, jwt_audience="tickwire")).verify(hs(claims))

@@ -60,7 +60,10 @@ class Authenticator:
         self._connection_tiers = settings.connection_tiers()
         self._rate_tiers = settings.rate_tiers()
         self._audience = settings.jwt_audience or None
-        self._require = ["sub", "exp"] if settings.jwt_require_exp else ["sub"]
+        require = ["sub", "exp"] if settings.jwt_require_exp else ["sub"]
+        # Without a configured audience `aud` is not checked (pyjwt would refuse every
+        # token that carries one).
+        self._options = {"require": require, "verify_aud": self._audience is not None}
         self._default_entitlements = settings.default_entitlements_parsed()
         self._keys: list[tuple[str, str]] = []
         if settings.jwt_secret:
@@ -99,7 +102,7 @@ class Authenticator:
         for key, algorithm in self._keys:
             try:
                 return jwt.decode(token, key, algorithms=[algorithm], audience=self._audience,
-                                  options={"require": self._require})
+                                  options=self._options)
             except jwt.ExpiredSignatureError:
                 raise Unauthorized("token expired") from None
             except (jwt.PyJWTError, ValueError, TypeError) as exc:
