@@ -180,3 +180,10 @@ def test_aud_is_checked_only_when_an_audience_is_configured():
     assert Authenticator(EdgeSettings(jwt_secret=SECRET)).verify(hs(claims)).subject == "u"
     with pytest.raises(Unauthorized):
         Authenticator(EdgeSettings(jwt_secret=SECRET, jwt_audience="tickwire")).verify(hs(claims))
+
+
+def test_a_short_hs256_secret_stops_the_edge_at_start():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="at least 32 bytes"):
+        EdgeSettings(jwt_secret="too-short")
