@@ -218,6 +218,7 @@ async def test_a_4001_close_reconnects_at_once_with_a_fresh_token(edge):
                             uniform=lambda lo, hi: hi)
     await client.connect()
     ws = await edge.wait_open(1)
+    await until(lambda: client.state is ConnectionState.OPEN)
     await ws.close(code=4001, message=b"token expired")
     await edge.wait_open(2, timeout=20)
     assert edge.tokens == ["Bearer t1", "Bearer t2"]

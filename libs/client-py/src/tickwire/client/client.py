@@ -383,7 +383,7 @@ class TickwireClient:
                     if not first.done():
                         first.set_result(None)
 
-                await self._serve(ws, opened)
+                close_code = await self._serve(ws, opened)
                 opened()  # the first attempt ended, open or not
                 if self._stopping:
                     return
@@ -392,7 +392,7 @@ class TickwireClient:
                     return
                 self._set_state(ConnectionState.RECONNECTING)
                 self._reconnect_attempts = 1
-                if ws.close_code == TOKEN_EXPIRED:
+                if close_code == TOKEN_EXPIRED:
                     continue  # nothing is wrong with the edge: back at once, with a new token
                 await self._pause(self._next_delay(self._reconnect_attempts))
         finally:
@@ -412,9 +412,11 @@ class TickwireClient:
             self.config.connect_timeout)
 
     async def _serve(self, ws: aiohttp.ClientWebSocketResponse,
-                     opened: Callable[[], None]) -> None:
-        """One connection's life: restore subscriptions, go live, read until it ends."""
+                     opened: Callable[[], None]) -> int | None:
+        """One connection's life: restore subscriptions, go live, read until it ends;
+        returns the close code the edge sent."""
         self._ws = ws
+        close_code: int | None = None
         self._connected_at = _now()
         heartbeat = asyncio.create_task(self._heartbeat(ws), name="tickwire-heartbeat")
         try:
@@ -428,11 +430,19 @@ class TickwireClient:
             self._stop_polling()
             self._set_state(ConnectionState.OPEN)
             opened()
-            async for frame in ws:
+            while True:
+                frame = await ws.receive()
                 if frame.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                     self._on_frame(frame.data)
                 elif frame.type == aiohttp.WSMsgType.ERROR:
                     self._report(ConnectionFailed(f"socket error: {ws.exception()!r}"))
+                elif frame.type == aiohttp.WSMsgType.CLOSE:
+                    # Read from the frame: `ws.close_code` turns 1006 when the edge has
+                    # already dropped the connection as the close reply goes out.
+                    close_code = frame.data
+                    break
+                elif frame.type in (aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+                    break
         except (ConnectionError, RuntimeError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
             self._report(ConnectionFailed(f"connection lost: {exc!r}"))
         finally:
@@ -443,6 +453,7 @@ class TickwireClient:
             self._held = list(self._desired)
             if not ws.closed:
                 await ws.close()
+        return close_code
 
     async def _restore(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Resubscribe what the edge had before, then replay the offline actions in order.
