@@ -50,7 +50,7 @@ MEANINGS = {
     "TICKWIRE_EDGE_CONNECTIONS_PER_SECOND_PER_IP": "new WebSockets per second per client address",
     "TICKWIRE_EDGE_CONNECTION_BURST_PER_IP": "new WebSockets a client address may open at once",
     "TICKWIRE_EDGE_COMPRESSION": "accept permessage-deflate when a client offers it",
-    "TICKWIRE_EDGE_JWT_SECRET": "HS256 secret; when set (or a public key), a token is required",
+    "TICKWIRE_EDGE_JWT_SECRET": "HS256 secret (at least 32 bytes); when set (or a public key), a token is required",
     "TICKWIRE_EDGE_JWT_AUDIENCE": "expected `aud` claim; empty: not checked",
     "TICKWIRE_REGISTRY_REPLICA_ID": "this replica's id in logs, traces and the leader lease; "
                                     "empty: derived from the host name",

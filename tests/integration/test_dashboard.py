@@ -98,3 +98,24 @@ async def test_dashboard_goes_live_reconnecting_delayed_and_live_again(stack, pr
                 await browser.close()
     finally:
         await blocker.stop()
+
+
+async def test_dashboard_says_why_the_edge_refused_a_symbol(stack, prerequisites):
+    edge = stack.edge("edge-1", TICKWIRE_EDGE_MAX_SYMBOLS="2")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 720})
+            await page.goto(f"{edge.url}/?symbols=AAPL,NVDA")
+            await expect(page.get_by_test_id("connection-status")).to_have_attribute(
+                "data-state", "live", timeout=30_000)
+            await page.get_by_test_id("symbol-input").fill("msft")
+            await page.get_by_test_id("add-symbol").click()
+            await expect(page.get_by_test_id("symbol-problem")).to_have_text(
+                "MSFT refused: over your symbol limit (SUBSCRIPTION_LIMIT_EXCEEDED)",
+                timeout=15_000)
+            await expect(page.get_by_test_id("quote-MSFT")).to_have_count(0)
+            await shot(page, "5-refused")
+        finally:
+            await browser.close()

@@ -26,6 +26,7 @@ class FakeEdge:
         self.sockets: list[web.WebSocketResponse] = []
         self.opened = asyncio.Event()
         self.rest_calls: list[str] = []
+        self.tokens: list[str | None] = []  # the Authorization header of every request
         self.runner: web.AppRunner | None = None
         self.port = 0
 
@@ -45,6 +46,7 @@ class FakeEdge:
         await self.runner.cleanup()
 
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+        self.tokens.append(request.headers.get("Authorization"))
         ws = web.WebSocketResponse(protocols=("tickwire.v1.json",))
         await ws.prepare(request)
         actions: list[dict[str, Any]] = []
@@ -63,6 +65,7 @@ class FakeEdge:
     async def _quote(self, request: web.Request) -> web.Response:
         symbol = request.match_info["symbol"]
         self.rest_calls.append(symbol)
+        self.tokens.append(request.headers.get("Authorization"))
         return web.json_response({**quote(symbol, 300.0), "seq": 99, "epoch": "e1",
                                   "stale": False, "ageMs": 3})
 
@@ -157,4 +160,80 @@ async def test_without_auto_reconnect_a_failed_connect_raises():
     with pytest.raises(ConnectionFailed):
         await client.connect()
     assert client.state is ConnectionState.CLOSED
+    await client.disconnect()
+
+
+class Tokens:
+    """A token provider that hands out t1, t2, …, sync or async."""
+
+    def __init__(self, asynchronous: bool = False):
+        self.issued = 0
+        self.asynchronous = asynchronous
+
+    def _next(self) -> str:
+        self.issued += 1
+        return f"t{self.issued}"
+
+    def __call__(self):
+        if not self.asynchronous:
+            return self._next()
+
+        async def later() -> str:
+            await asyncio.sleep(0)
+            return self._next()
+        return later()
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_a_token_provider_is_asked_before_every_connect(edge, asynchronous):
+    tokens = Tokens(asynchronous)
+    client = TickwireClient(config(edge, token="static", token_provider=tokens))
+    await client.connect()
+    ws = await edge.wait_open(1)
+    await ws.close()
+    await edge.wait_open(2)
+    assert edge.tokens[:2] == ["Bearer t1", "Bearer t2"]
+    await client.disconnect()
+
+
+async def test_token_expiring_is_answered_with_a_refresh_and_rest_reads_use_it(edge):
+    client = TickwireClient(config(edge, token_provider=Tokens()))
+    await client.subscribe(["AAPL"])
+    await client.connect()
+    ws = await edge.wait_open(1)
+    await ws.send_json({"type": "token_expiring", "expiresInMs": 60000})
+    await until(lambda: {"action": "refresh", "token": "t2"} in edge.connections[0])
+    # A gap makes the client refetch over REST: with the refreshed token.
+    for seq in (1, 5):
+        await ws.send_json({"type": "price_update", "symbol": "AAPL", "seq": seq, "epoch": "e1",
+                            "data": quote("AAPL", 100.0), "timestamp": "t"})
+    await until(lambda: edge.rest_calls == ["AAPL"])
+    assert edge.tokens == ["Bearer t1", "Bearer t2"]
+    await client.disconnect()
+
+
+async def test_a_4001_close_reconnects_at_once_with_a_fresh_token(edge):
+    # Any other close would wait the top of a 60 s jitter range before reconnecting.
+    client = TickwireClient(config(edge, token_provider=Tokens(), reconnect_interval=60),
+                            uniform=lambda lo, hi: hi)
+    await client.connect()
+    ws = await edge.wait_open(1)
+    await until(lambda: client.state is ConnectionState.OPEN)
+    await ws.close(code=4001, message=b"token expired")
+    await edge.wait_open(2, timeout=20)
+    assert edge.tokens == ["Bearer t1", "Bearer t2"]
+    await client.disconnect()
+
+
+async def test_a_failing_token_provider_is_a_failed_attempt_not_a_crash(edge):
+    def broken() -> str:
+        raise RuntimeError("identity service down")
+
+    errors = []
+    client = TickwireClient(config(edge, token_provider=broken))
+    client.on_error(errors.append)
+    await client.connect()
+    await until(lambda: errors)
+    assert "token provider failed" in str(errors[0]) and not edge.sockets
+    assert client.state is ConnectionState.RECONNECTING
     await client.disconnect()

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from tickwire.core.models import (ErrorCode, InvalidQuote, Ping, ProtocolError, StockQuote,
+from tickwire.core.models import (ErrorCode, InvalidQuote, Ping, ProtocolError, Refresh, StockQuote,
                                   Subscribe, Tick, Unsubscribe, normalise_symbol,
                                   parse_client_message, price_update_message)
 
@@ -29,6 +29,9 @@ def test_subscribe_splits_valid_from_invalid_and_keeps_order():
     ({}, ErrorCode.INVALID_MESSAGE),
     ({"action": 1}, ErrorCode.INVALID_MESSAGE),
     ({"action": "trade"}, ErrorCode.UNSUPPORTED_ACTION),
+    ({"action": "refresh"}, ErrorCode.INVALID_MESSAGE),
+    ({"action": "refresh", "token": ""}, ErrorCode.INVALID_MESSAGE),
+    ({"action": "refresh", "token": 7}, ErrorCode.INVALID_MESSAGE),
     ({"action": "subscribe"}, ErrorCode.INVALID_MESSAGE),
     ({"action": "subscribe", "symbols": []}, ErrorCode.INVALID_MESSAGE),
     ({"action": "subscribe", "symbols": "AAPL"}, ErrorCode.INVALID_MESSAGE),
@@ -48,6 +51,7 @@ def test_ping_and_unsubscribe():
     assert parse_client_message({"action": "ping"}) == Ping(None)
     assert parse_client_message({"action": "ping", "timestamp": "x" * 64}) == Ping("x" * 64)
     assert parse_client_message({"action": "unsubscribe", "symbols": ["a"]}) == Unsubscribe(["A"])
+    assert parse_client_message({"action": "refresh", "token": "t.o.k"}) == Refresh("t.o.k")
 
 
 @pytest.mark.parametrize("timestamp", ["x" * 65, 17, 1.5, True, [], {"a": 1}, [[[[]]]]])

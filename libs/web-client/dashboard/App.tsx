@@ -2,7 +2,9 @@ import { type FormEvent, useEffect, useRef, useState } from "react";
 
 import {
   ConnectionStatusIndicator,
+  describeRefusal,
   formatAge,
+  getWebSocketService,
   normaliseSymbols,
   type TransportChoice,
   useConnectionStatus,
@@ -70,6 +72,20 @@ export function App({
   useEffect(() => {
     localStorage.setItem(STORAGE_KEY, JSON.stringify(symbols));
   }, [symbols]);
+
+  // The edge refuses symbols after the input accepted them (not entitled, over a limit):
+  // say so next to the input, and drop them from the list.
+  useEffect(
+    () =>
+      getWebSocketService().onError((error) => {
+        const refusal = describeRefusal(error);
+        if (!refusal) return;
+        setProblem(refusal);
+        const refused = new Set((error as { symbols?: string[] }).symbols ?? []);
+        setSymbols((current) => current.filter((s) => !refused.has(s)));
+      }),
+    [],
+  );
 
   const add = (event: FormEvent) => {
     event.preventDefault();
@@ -159,7 +175,11 @@ export function App({
             Add
           </button>
         </form>
-        {problem && <p className="problem">{problem}</p>}
+        {problem && (
+          <p className="problem" data-testid="symbol-problem" role="alert">
+            {problem}
+          </p>
+        )}
 
         <section className="card">
           <table>

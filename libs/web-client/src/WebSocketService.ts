@@ -16,6 +16,9 @@
  * - Bounded: offline actions up to `messageQueueSize` (QueueFullError beyond).
  * - `connectPolling()` (a client outside the WebSocket rollout, see rollout.ts) never opens
  *   a socket: it polls the REST fallback every `pollingInterval` until `disconnect()`.
+ * - With a `tokenProvider`, every (re)connect carries a token fetched just before it; a
+ *   `token_expiring` is answered with a `refresh`; a 4001 close (token expired) reconnects
+ *   at once with a fresh token; REST reads carry the latest token.
  */
 
 import { backoffDelay } from "./backoff";
@@ -42,6 +45,7 @@ import {
 } from "./types";
 
 const SYMBOL_PATTERN = /^[A-Z0-9][A-Z0-9.\-:_]{0,19}$/;
+const TOKEN_EXPIRED = 4001; // the edge's close code for a socket whose token lapsed
 const GAP_REFETCH_MS = 5000; // conflation skips seqs by design: refetch a symbol at most this often
 const LATENCY_SAMPLES = 20;
 
@@ -107,6 +111,8 @@ export class WebSocketService {
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private heartbeatTimer: ReturnType<typeof setInterval> | null = null;
   private lastFrameAt = 0;
+  private token: string | null = null;
+  private attempt = 0; // numbers each open, so a token that arrives late opens nothing stale
 
   private readonly refs = new Map<string, number>(); // symbol → watchers, insertion-ordered
   private held: string[] = []; // what the edge had when the socket was lost
@@ -141,7 +147,11 @@ export class WebSocketService {
       options.createWebSocket ?? ((url) => new WebSocket(url) as unknown as WebSocketLike);
     const fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
     this.restBase = (this.config.fallbackUrl ?? restBaseFromSocketUrl(this.config.url)).replace(/\/$/, "");
-    this.fetcher = new QuoteFetcher(this.restBase, fetchImpl);
+    this.fetcher = new QuoteFetcher(
+      this.restBase,
+      fetchImpl,
+      (): Record<string, string> => (this.token ? { Authorization: `Bearer ${this.token}` } : {}),
+    );
     this.random = options.random ?? Math.random;
   }
 
@@ -350,9 +360,42 @@ export class WebSocketService {
 
   private open(): void {
     this.setState(this.everOpen || this.failures ? "RECONNECTING" : "CONNECTING");
+    const attempt = ++this.attempt;
+    if (!this.config.tokenProvider) {
+      this.openSocket(this.config.url);
+      return;
+    }
+    this.fetchToken().then(
+      () => {
+        if (this.started && attempt === this.attempt) this.openSocket(withToken(this.config.url, this.token));
+      },
+      (error: unknown) => {
+        if (this.started && attempt === this.attempt) this.onLost(null, false, `token provider failed: ${String(error)}`);
+      },
+    );
+  }
+
+  private async fetchToken(): Promise<void> {
+    const token = await (this.config.tokenProvider as () => unknown)();
+    if (token != null && typeof token !== "string") throw new TypeError(`token provider returned ${typeof token}`);
+    this.token = (token as string | null | undefined) ?? null;
+  }
+
+  /** The edge warned that the token lapses soon: hand it a fresh one on this socket. */
+  private refreshToken(ws: WebSocketLike): void {
+    this.fetchToken().then(
+      () => {
+        if (this.token && this.ws === ws && ws.readyState === 1) ws.send(JSON.stringify({ action: "refresh", token: this.token }));
+      },
+      // The socket lives until the lapse; the reconnect after it asks the provider again.
+      (error: unknown) => this.report(new TickwireError(`token provider failed: ${String(error)}`)),
+    );
+  }
+
+  private openSocket(url: string): void {
     let ws: WebSocketLike;
     try {
-      ws = this.createWebSocket(this.config.url);
+      ws = this.createWebSocket(url);
     } catch (error) {
       this.onLost(null, false, `cannot open ${this.config.url}: ${String(error)}`);
       return;
@@ -371,6 +414,8 @@ export class WebSocketService {
     };
     ws.onclose = (event) => {
       this.release(ws);
+      // Nothing is wrong with the edge: come straight back with a fresh token.
+      if (event.code === TOKEN_EXPIRED && this.config.tokenProvider) this.retryAfter = 0;
       this.onLost(ws, opened, `socket closed (${event.code ?? "?"}${event.reason ? ` ${event.reason}` : ""})`);
     };
   }
@@ -488,6 +533,9 @@ export class WebSocketService {
         break;
       case "reconnect":
         this.retryAfter = Math.max(0, Number(message.retryAfterMs ?? 0));
+        break;
+      case "token_expiring":
+        if (this.config.tokenProvider && this.ws) this.refreshToken(this.ws);
         break;
       case "connected":
         this.clientId = (message.clientId as string) ?? null;
@@ -623,6 +671,14 @@ interface WireUpdate {
   seq: number;
   epoch?: string | null;
   snapshot?: boolean;
+}
+
+/** `url` with its `token` query parameter set to `token` (or removed when null). */
+export function withToken(url: string, token: string | null): string {
+  const parsed = new URL(url);
+  if (token) parsed.searchParams.set("token", token);
+  else parsed.searchParams.delete("token");
+  return parsed.toString();
 }
 
 function asError(error: unknown): Error {

@@ -25,9 +25,11 @@ export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>
 export class QuoteFetcher {
   private etags = new Map<string, string>();
 
+  /** `auth` is asked on every request, so a refreshed token is used at once. */
   constructor(
     private readonly base: string,
     private readonly fetchImpl: FetchLike,
+    private readonly auth: () => Record<string, string> = () => ({}),
   ) {}
 
   /** The cached quote of `symbol`, or null when the edge has none (404). */
@@ -67,7 +69,7 @@ export class QuoteFetcher {
   private async get(url: string, headers: Record<string, string>): Promise<Response> {
     try {
       // An explicit If-None-Match makes the browser pass the 304 through to us.
-      return await this.fetchImpl(url, { headers, cache: "no-store" });
+      return await this.fetchImpl(url, { headers: { ...this.auth(), ...headers }, cache: "no-store" });
     } catch (error) {
       throw new FallbackError(`GET ${url}: ${String(error)}`);
     }

@@ -2,6 +2,7 @@ export { backoffDelay, backoffStep } from "./backoff";
 export { ConnectionStatusIndicator, deriveStatus, formatAge, STATUS_LOOK } from "./ConnectionStatusIndicator";
 export type { ConnectionStatusIndicatorProps } from "./ConnectionStatusIndicator";
 export { QuoteFetcher } from "./fallback";
+export { describeRefusal } from "./refusals";
 export { SequenceTracker } from "./sequence";
 export * from "./types";
 export { readSnapshot, useConnectionStatus } from "./useConnectionStatus";
@@ -14,6 +15,7 @@ export {
   getWebSocketService,
   normaliseSymbols,
   WebSocketService,
+  withToken,
 } from "./WebSocketService";
 export type { ServiceOptions, WebSocketFactory, WebSocketLike } from "./WebSocketService";
 export {

@@ -49,7 +49,16 @@ export interface WebSocketConfig {
   /** Polling interval of the REST fallback (ms). */
   pollingInterval: number;
   fallbackToPolling: boolean;
+  /**
+   * Returns a current JWT (sync or async). Asked before every (re)connect (the token goes
+   * in `?token=`: browsers cannot set headers on a WebSocket), when the edge sends
+   * `token_expiring` (answered with a `refresh`), and after a 4001 close (token expired),
+   * which reconnects at once. REST fallback reads send its last answer as a Bearer token.
+   */
+  tokenProvider?: TokenProvider;
 }
+
+export type TokenProvider = () => string | null | undefined | Promise<string | null | undefined>;
 
 export interface ConnectionMetrics {
   connectionState: ConnectionState;

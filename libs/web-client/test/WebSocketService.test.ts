@@ -303,3 +303,72 @@ describe("fallback and recovery", () => {
     expect(h.sockets).toHaveLength(1);
   });
 });
+
+describe("tokens", () => {
+  function provider(asynchronous: boolean) {
+    let issued = 0;
+    const next = () => `t${++issued}`;
+    return vi.fn(() => (asynchronous ? Promise.resolve(next()) : next()));
+  }
+
+  for (const asynchronous of [false, true]) {
+    it(`asks the ${asynchronous ? "async" : "sync"} provider before every connect and sends ?token=`, async () => {
+      const tokenProvider = provider(asynchronous);
+      const h = harness({ tokenProvider });
+      h.service.connect();
+      await vi.advanceTimersByTimeAsync(0);
+      expect(h.last().url).toBe("ws://edge.test/ws?token=t1");
+      h.last().accept();
+      h.last().drop(1006);
+      await vi.advanceTimersByTimeAsync(1000);
+      expect(h.sockets.map((s) => s.url)).toEqual(["ws://edge.test/ws?token=t1", "ws://edge.test/ws?token=t2"]);
+    });
+  }
+
+  it("answers token_expiring with a refresh and uses the new token on REST reads", async () => {
+    const h = harness({ tokenProvider: provider(true) });
+    h.service.subscribe(["AAPL"]);
+    h.service.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    h.last().accept();
+    h.last().receive({ type: "token_expiring", expiresInMs: 60000 });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(h.last().actions()).toContainEqual({ action: "refresh", token: "t2" });
+    await h.service.refetch("AAPL");
+    expect(h.requests[0]?.headers.Authorization).toBe("Bearer t2");
+  });
+
+  it("reconnects at once with a fresh token after a 4001 close", async () => {
+    const h = harness({ tokenProvider: provider(false), reconnectInterval: 60000 });
+    h.service.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    h.last().accept();
+    h.last().drop(4001);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(h.sockets.map((s) => s.url)).toEqual(["ws://edge.test/ws?token=t1", "ws://edge.test/ws?token=t2"]);
+    // Any other close waits out the backoff (here the top of a 60 s range).
+    h.last().accept();
+    h.last().drop(1006);
+    await vi.advanceTimersByTimeAsync(59000);
+    expect(h.sockets).toHaveLength(2);
+  });
+
+  it("treats a failing provider as a failed attempt and keeps retrying", async () => {
+    let calls = 0;
+    const errors: Error[] = [];
+    const h = harness({
+      tokenProvider: () => {
+        calls += 1;
+        if (calls === 1) return Promise.reject(new Error("identity service down"));
+        return "ok";
+      },
+    });
+    h.service.onError((e) => errors.push(e));
+    h.service.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(h.sockets).toHaveLength(0);
+    expect(errors[0]?.message).toContain("token provider failed");
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(h.last().url).toBe("ws://edge.test/ws?token=ok");
+  });
+});

@@ -151,3 +151,39 @@ def test_bad_auth_settings_are_refused(env, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         load_settings(EdgeSettings, "tickwire-edge")
     assert list(env)[0] in capsys.readouterr().err
+
+
+def test_a_token_without_a_subject_is_refused():
+    auth = Authenticator(EdgeSettings(jwt_secret=SECRET))
+    for claims in ({"exp": time.time() + 60}, {"sub": "", "exp": time.time() + 60}):
+        with pytest.raises(Unauthorized):
+            auth.verify(hs(claims))
+
+
+def test_a_bare_ticker_matches_its_exchange_prefixed_pattern():
+    ents = Entitlements.parse(["NASDAQ:AAPL"], unprefixed_exchange="NASDAQ")
+    assert ents.allows("AAPL") and ents.allows("NASDAQ:AAPL") and not ents.allows("MSFT")
+    assert not Entitlements.parse(["NASDAQ:AAPL"]).allows("AAPL")
+
+
+def test_a_subject_bucket_re_rated_by_another_tier_keeps_its_level():
+    limits = SubjectLimits()
+    bucket = limits.bucket("u", 10)
+    assert sum(bucket.take(0.0) for _ in range(25)) == 20
+    # Alternating tokens of two tiers must not refill the shared bucket.
+    assert limits.bucket("u", 50) is bucket and not bucket.take(0.0)
+    assert limits.bucket("u", 10) is bucket and not bucket.take(0.0)
+
+
+def test_aud_is_checked_only_when_an_audience_is_configured():
+    claims = {"sub": "u", "aud": "some-app", "exp": time.time() + 60}
+    assert Authenticator(EdgeSettings(jwt_secret=SECRET)).verify(hs(claims)).subject == "u"
+    with pytest.raises(Unauthorized):
+        Authenticator(EdgeSettings(jwt_secret=SECRET, jwt_audience="tickwire")).verify(hs(claims))
+
+
+def test_a_short_hs256_secret_stops_the_edge_at_start():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="at least 32 bytes"):
+        EdgeSettings(jwt_secret="too-short")

@@ -17,12 +17,17 @@ Guarantees:
 - Nothing grows without bound: offline actions are capped at `message_queue_size`
   (`QueueFull` beyond), each `updates()` iterator keeps at most `update_buffer_size`
   updates (the oldest go first).
+- With a `token_provider`, every (re)connect carries a token fetched just before it; a
+  `token_expiring` from the edge is answered with a `refresh` carrying a fresh one; a
+  socket closed 4001 (token expired) reconnects at once, with a fresh token. REST reads
+  carry the latest token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import random
 import re
@@ -52,6 +57,7 @@ log = logging.getLogger(__name__)
 MSGPACK_SUBPROTOCOL = "tickwire.v1.msgpack"
 JSON_SUBPROTOCOL = "tickwire.v1.json"
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9.\-:_]{0,19}$")
+TOKEN_EXPIRED = 4001  # the edge's close code for a socket whose token lapsed
 GAP_REFETCH_SECONDS = 5.0  # conflation skips seqs by design: refetch a symbol at most this often
 LATENCY_SAMPLES = 20
 
@@ -134,6 +140,7 @@ class TickwireClient:
         self._ever_open = False
         self._wake = asyncio.Event()
         self._retry_after: float | None = None
+        self._token: str | None = config.token
 
         self._desired: dict[str, None] = {}   # ordered set: what the user subscribed
         self._max_hz: dict[str, float] = {}
@@ -268,7 +275,7 @@ class TickwireClient:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self.config.tls))
-            self._fetcher = QuoteFetcher(self._session, self.config.rest_base, self._auth(),
+            self._fetcher = QuoteFetcher(self._session, self.config.rest_base, self._auth,
                                          timeout=max(self.config.connect_timeout, 1.0))
         if self.config.follow_rollout:
             settings = await fetch_client_settings(self._session, self.config.rest_base,
@@ -371,10 +378,11 @@ class TickwireClient:
                                 else ConnectionState.CONNECTING)
                 try:
                     ws = await self._open()
-                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                except (aiohttp.ClientError, OSError, TimeoutError, ConnectionFailed) as exc:
                     self._failures += 1
                     self._reconnect_attempts += 1
-                    error = ConnectionFailed(f"{self.config.url}: {exc!r}")
+                    error = exc if isinstance(exc, ConnectionFailed) \
+                        else ConnectionFailed(f"{self.config.url}: {exc!r}")
                     self._report(error)
                     if not self.config.enable_auto_reconnect:
                         self._set_state(ConnectionState.CLOSED)
@@ -395,7 +403,7 @@ class TickwireClient:
                     if not first.done():
                         first.set_result(None)
 
-                await self._serve(ws, opened)
+                close_code = await self._serve(ws, opened)
                 opened()  # the first attempt ended, open or not
                 if self._stopping:
                     return
@@ -404,6 +412,8 @@ class TickwireClient:
                     return
                 self._set_state(ConnectionState.RECONNECTING)
                 self._reconnect_attempts = 1
+                if close_code == TOKEN_EXPIRED:
+                    continue  # nothing is wrong with the edge: back at once, with a new token
                 await self._pause(self._next_delay(self._reconnect_attempts))
         finally:
             if not first.done():
@@ -411,6 +421,7 @@ class TickwireClient:
 
     async def _open(self) -> aiohttp.ClientWebSocketResponse:
         assert self._session is not None
+        await self._fetch_token()
         protocols = ((MSGPACK_SUBPROTOCOL, JSON_SUBPROTOCOL)
                      if self.config.wire_format == "msgpack" else (JSON_SUBPROTOCOL,))
         return await asyncio.wait_for(
@@ -421,9 +432,11 @@ class TickwireClient:
             self.config.connect_timeout)
 
     async def _serve(self, ws: aiohttp.ClientWebSocketResponse,
-                     opened: Callable[[], None]) -> None:
-        """One connection's life: restore subscriptions, go live, read until it ends."""
+                     opened: Callable[[], None]) -> int | None:
+        """One connection's life: restore subscriptions, go live, read until it ends;
+        returns the close code the edge sent."""
         self._ws = ws
+        close_code: int | None = None
         self._connected_at = _now()
         heartbeat = asyncio.create_task(self._heartbeat(ws), name="tickwire-heartbeat")
         try:
@@ -437,11 +450,19 @@ class TickwireClient:
             self._stop_polling()
             self._set_state(ConnectionState.OPEN)
             opened()
-            async for frame in ws:
+            while True:
+                frame = await ws.receive()
                 if frame.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                     self._on_frame(frame.data)
                 elif frame.type == aiohttp.WSMsgType.ERROR:
                     self._report(ConnectionFailed(f"socket error: {ws.exception()!r}"))
+                elif frame.type == aiohttp.WSMsgType.CLOSE:
+                    # Read from the frame: `ws.close_code` turns 1006 when the edge has
+                    # already dropped the connection as the close reply goes out.
+                    close_code = frame.data
+                    break
+                elif frame.type in (aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+                    break
         except (ConnectionError, RuntimeError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
             self._report(ConnectionFailed(f"connection lost: {exc!r}"))
         finally:
@@ -452,6 +473,7 @@ class TickwireClient:
             self._held = list(self._desired)
             if not ws.closed:
                 await ws.close()
+        return close_code
 
     async def _restore(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Resubscribe what the edge had before, then replay the offline actions in order.
@@ -499,7 +521,33 @@ class TickwireClient:
             await ws.send_str(orjson.dumps(message).decode())
 
     def _auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.config.token}"} if self.config.token else {}
+        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
+
+    async def _fetch_token(self) -> None:
+        """Ask the token provider (if any) for a current token; ConnectionFailed if it fails."""
+        provider = self.config.token_provider
+        if provider is None:
+            return
+        try:
+            token = provider()
+            if inspect.isawaitable(token):
+                token = await token
+        except Exception as exc:
+            raise ConnectionFailed(f"token provider failed: {exc!r}") from exc
+        if token is not None and not isinstance(token, str):
+            raise ConnectionFailed(f"token provider returned {type(token).__name__}, not str")
+        self._token = token
+
+    async def _refresh(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """The edge warned that the token lapses soon: send it a fresh one."""
+        try:
+            await self._fetch_token()
+            if self._token and not ws.closed:
+                await self._send(ws, {"action": "refresh", "token": self._token})
+        except ConnectionFailed as exc:
+            self._report(exc)  # the socket lives until the lapse, then reconnects
+        except (ConnectionError, RuntimeError, aiohttp.ClientError):
+            pass  # the socket is gone; the reconnect fetches a token anyway
 
     # -- incoming ---------------------------------------------------------------------
 
@@ -532,6 +580,9 @@ class TickwireClient:
                                      message.get("symbols")))
         elif kind == "reconnect":
             self._retry_after = max(0.0, float(message.get("retryAfterMs", 0)) / 1000)
+        elif kind == "token_expiring":
+            if self.config.token_provider is not None and self._ws is not None:
+                self._spawn(self._refresh(self._ws), "tickwire-refresh")
         elif kind == "connected":
             self.client_id = message.get("clientId")
             self.edge_id = message.get("edgeId")

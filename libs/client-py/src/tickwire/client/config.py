@@ -6,6 +6,7 @@ Durations are in seconds (the TypeScript client takes milliseconds, as the seed 
 from __future__ import annotations
 
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -45,6 +46,10 @@ class ClientConfig:
     connect_timeout: float = 10.0
     token: str | None = None
     """A JWT for edges that require one; sent as `Authorization: Bearer`."""
+    token_provider: Callable[[], str | None | Awaitable[str | None]] | None = None
+    """Returns a current JWT (sync or async). Called before every (re)connect, when the
+    edge says the token is expiring (the client then sends `refresh`), and after a 4001
+    close; its last answer goes on REST fallback reads too. Takes precedence over `token`."""
     update_buffer_size: int = 10_000
     """Per `updates()` iterator; when a consumer falls this far behind, the oldest go."""
     ca_file: str | None = None

@@ -6,7 +6,7 @@ A poll that finds nothing new costs one 304 and no body, so polling many symbols
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -26,8 +26,9 @@ def split_quote(body: dict[str, Any]) -> tuple[dict[str, Any], int, str | None]:
 
 
 class QuoteFetcher:
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, headers: dict[str, str],
-                 timeout: float):
+    def __init__(self, session: aiohttp.ClientSession, base_url: str,
+                 headers: Callable[[], dict[str, str]], timeout: float):
+        """`headers` is asked on every request: a token refreshed meanwhile is used."""
         self._session = session
         self._base = base_url
         self._headers = headers
@@ -38,7 +39,7 @@ class QuoteFetcher:
         """The cached quote body of `symbol`, or None when the edge has none (404)."""
         url = f"{self._base}/api/quotes/{quote(symbol, safe='')}"
         try:
-            async with self._session.get(url, headers=self._headers,
+            async with self._session.get(url, headers=self._headers(),
                                          timeout=self._timeout) as response:
                 if response.status == 404:
                     return None
@@ -62,7 +63,7 @@ class QuoteFetcher:
 
     async def _batch(self, key: tuple[str, ...]) -> list[dict[str, Any]]:
         url = f"{self._base}/api/quotes"
-        headers = dict(self._headers)
+        headers = self._headers()
         if etag := self._etags.get(key):
             headers["If-None-Match"] = etag
         try:

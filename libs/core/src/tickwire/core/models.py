@@ -56,6 +56,7 @@ class ErrorCode(StrEnum):
     RATE_LIMIT_EXCEEDED = "RATE_LIMIT_EXCEEDED"
     DATA_STALE = "DATA_STALE"
     UNAUTHORIZED = "UNAUTHORIZED"
+    FORBIDDEN = "FORBIDDEN"
     NOT_FOUND = "NOT_FOUND"
 
 
@@ -247,7 +248,14 @@ class Ping:
     timestamp: str | None = None
 
 
-ClientMessage = Subscribe | Unsubscribe | Ping
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """A new token for an open socket; checked by the edge, not here."""
+
+    token: str
+
+
+ClientMessage = Subscribe | Unsubscribe | Ping | Refresh
 
 
 def _split_symbols(raw: object) -> tuple[list[str], list[str]]:
@@ -294,6 +302,11 @@ def parse_client_message(message: object) -> ClientMessage:
     if action == "unsubscribe":
         valid, invalid = _split_symbols(message.get("symbols"))
         return Unsubscribe(valid, invalid)
+    if action == "refresh":
+        token = message.get("token")
+        if not isinstance(token, str) or not token:
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, "'token' must be a non-empty string")
+        return Refresh(token)
     raise ProtocolError(ErrorCode.UNSUPPORTED_ACTION, f"unsupported action {action[:40]!r}")
 
 
@@ -345,6 +358,14 @@ def error_message(code: ErrorCode, message: str, symbols: list[str] | None = Non
     if symbols:
         body["symbols"] = symbols
     return body
+
+
+def token_expiring_message(expires_in_ms: int) -> dict[str, Any]:
+    return {"type": "token_expiring", "expiresInMs": expires_in_ms}
+
+
+def refreshed_message(expires_in_ms: int | None) -> dict[str, Any]:
+    return {"type": "refreshed", "expiresInMs": expires_in_ms, "timestamp": iso_now()}
 
 
 def pong_message(client_timestamp: str | None) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 Refusals are plain HTTP answers with the error JSON of DESIGN.md §2: 503 while draining,
 403 for a foreign Origin, 401 without a valid token, 429 for an address connecting too
-fast, 503 for an address holding too many connections.
+fast, 503 for an address holding too many connections, 429 CONNECTION_LIMIT_EXCEEDED for a
+token subject holding its limit of connections (WebSocket and SSE) on this edge.
 """
 
 from __future__ import annotations
@@ -15,11 +16,18 @@ from prometheus_client import Counter
 
 from tickwire.core.service import error_response
 from tickwire.edge.auth import Authenticator, Principal, Unauthorized
-from tickwire.edge.limits import AddressAdmission
+from tickwire.edge.limits import AddressAdmission, SubjectLimits
 from tickwire.edge.settings import EdgeSettings
 
 REFUSED = Counter("tickwire_edge_connections_refused_total",
                   "Connection attempts refused before the upgrade", ["reason"])
+
+
+def forbidden_response(symbols: list[str]) -> web.Response:
+    """403 FORBIDDEN naming the symbols the token is not entitled to."""
+    return web.json_response({"error": {
+        "code": "FORBIDDEN", "message": "not entitled to: " + ", ".join(symbols[:20])[:200],
+        "symbols": symbols[:100]}}, status=403)
 
 
 class Refused(Exception):
@@ -36,6 +44,7 @@ class Admission:
         self._addresses = AddressAdmission(settings.max_connections_per_ip,
                                            settings.connections_per_second_per_ip,
                                            settings.connection_burst_per_ip)
+        self.subjects = SubjectLimits()
         self.draining = False
 
     def client_address(self, request: web.Request) -> str:
@@ -88,10 +97,18 @@ class Admission:
             response = error_response(503 if too_many else 429, "RATE_LIMIT_EXCEEDED", reason)
             response.headers["Retry-After"] = "1"
             raise Refused(response, reason)
+        if not self.subjects.admit(principal.subject, principal.max_connections):
+            self._addresses.release(address)
+            REFUSED.labels("subject_cap").inc()
+            raise Refused(error_response(
+                429, "CONNECTION_LIMIT_EXCEEDED",
+                f"at most {principal.max_connections} connections per user on one edge"),
+                "subject_cap")
         return address, principal
 
-    def release(self, address: str) -> None:
+    def release(self, address: str, subject: str | None) -> None:
         self._addresses.release(address)
+        self.subjects.release(subject)
 
     def forget_idle(self) -> None:
         self._addresses.forget_idle(time.monotonic())

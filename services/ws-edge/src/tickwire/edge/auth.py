@@ -10,7 +10,8 @@ Guarantees:
   signed with the RS256 public key); `exp`, `nbf` and `aud` are checked, and `exp` is
   required when TICKWIRE_EDGE_JWT_REQUIRE_EXP is on. Tokens over MAX_TOKEN_BYTES are refused
   before any decoding.
-- Claims shape the principal: `sub` (the subject limits are counted by), `tier` (symbol,
+- Claims shape the principal: `sub` (required: the subject limits are counted by and a
+  refresh must keep), `tier` (symbol,
   connection and message-rate limits per tier), `symbols` (entitlement patterns; without
   the claim TICKWIRE_EDGE_DEFAULT_ENTITLEMENTS applies). A malformed claim refuses the
   token rather than guessing.
@@ -59,7 +60,10 @@ class Authenticator:
         self._connection_tiers = settings.connection_tiers()
         self._rate_tiers = settings.rate_tiers()
         self._audience = settings.jwt_audience or None
-        self._require = ["exp"] if settings.jwt_require_exp else []
+        require = ["sub", "exp"] if settings.jwt_require_exp else ["sub"]
+        # Without a configured audience `aud` is not checked (pyjwt would refuse every
+        # token that carries one).
+        self._options = {"require": require, "verify_aud": self._audience is not None}
         self._default_entitlements = settings.default_entitlements_parsed()
         self._keys: list[tuple[str, str]] = []
         if settings.jwt_secret:
@@ -86,16 +90,19 @@ class Authenticator:
             return self._anonymous
         if not isinstance(token, str) or not token:
             raise Unauthorized("token must be a non-empty string")
-        if len(token) > MAX_TOKEN_BYTES:
+        if len(token) > MAX_TOKEN_BYTES or len(token.encode()) > MAX_TOKEN_BYTES:
             raise Unauthorized(f"token longer than {MAX_TOKEN_BYTES} bytes")
-        return self._principal(self._decode(token))
+        claims = self._decode(token)
+        if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+            raise Unauthorized("invalid token: sub must be a non-empty string")
+        return self._principal(claims)
 
     def _decode(self, token: str) -> dict:
         error: Exception | None = None
         for key, algorithm in self._keys:
             try:
                 return jwt.decode(token, key, algorithms=[algorithm], audience=self._audience,
-                                  options={"require": self._require})
+                                  options=self._options)
             except jwt.ExpiredSignatureError:
                 raise Unauthorized("token expired") from None
             except (jwt.PyJWTError, ValueError, TypeError) as exc:

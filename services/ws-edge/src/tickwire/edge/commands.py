@@ -3,9 +3,13 @@ SSE stream's `?symbols=`, or a REST read.
 
 Guarantees:
 - A malformed message gets one `error` and changes nothing; the connection lives.
-- `subscribe`: the valid symbols that fit subscribe, then one ack, then their snapshots
-  (deduplicated by seq against live ticks); the invalid and the refused each get one
+- `subscribe`: the valid symbols the token allows and that fit subscribe, then one ack,
+  then their snapshots (deduplicated by seq against live ticks); the invalid, the
+  forbidden (FORBIDDEN: not in the token's entitlements) and the refused each get one
   error naming them.
+- `refresh`: a valid token for the same subject replaces the session's (acked with
+  `refreshed`); symbols it no longer allows are unsubscribed with one FORBIDDEN error
+  naming them. A bad token gets UNAUTHORIZED and changes nothing.
 - Limits count symbol changes, not messages: a subscribe spends one unit of the
   client's change budget per symbol it adds; over budget its new symbols are refused
   with RATE_LIMIT_EXCEEDED. Unsubscribes are always honoured.
@@ -28,14 +32,16 @@ from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from tickwire.core.codecs import DecodeError, decode_json, decode_msgpack
-from tickwire.core.models import (ErrorCode, Ping, ProtocolError, Subscribe, Tick,
+from tickwire.core.models import (ErrorCode, Ping, ProtocolError, Refresh, Subscribe, Tick,
                                   Unsubscribe, ack_message, error_message, normalise_symbol,
-                                  parse_client_message, pong_message)
+                                  parse_client_message, pong_message, refreshed_message)
 from tickwire.core.tickbus import TickBus
+from tickwire.edge.auth import Unauthorized
 from tickwire.edge.feeds import Feeds
 from tickwire.edge.frames import snapshot_frames
 from tickwire.edge.hub import Hub
 from tickwire.edge.session import Session
+from tickwire.edge.tokens import SessionTokens
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +72,9 @@ def parse_symbols_query(value: str) -> SymbolsQuery:
 
 class Commands:
     def __init__(self, hub: Hub, bus: TickBus, feeds: Feeds, shed: Shed,
-                 rate_limit_close_seconds: float):
+                 rate_limit_close_seconds: float, tokens: SessionTokens):
         self._hub = hub
+        self._tokens = tokens
         self._bus = bus
         self._feeds = feeds
         self._shed = shed
@@ -115,14 +122,20 @@ class Commands:
             await self.subscribe(session, action)
         elif isinstance(action, Unsubscribe):
             self.unsubscribe(session, action)
+        elif isinstance(action, Refresh):
+            self.refresh(session, action.token)
 
     async def subscribe(self, session: Session, action: Subscribe, ack: bool = True) -> None:
         """Subscribe what is valid and fits; one ack; snapshots right after it."""
         if action.invalid:
             send_error(session, ErrorCode.INVALID_SYMBOL,
                        f"invalid symbols: {', '.join(action.invalid[:20])}", action.invalid[:100])
+        allowed, forbidden = session.principal.entitlements.split(action.symbols)
+        if forbidden:
+            send_error(session, ErrorCode.FORBIDDEN,
+                       f"not entitled to: {', '.join(forbidden[:20])}", forbidden[:100])
         room = max(0, session.max_symbols - len(session.symbols))
-        new = [s for s in action.symbols if s not in session.symbols]
+        new = [s for s in allowed if s not in session.symbols]
         if len(new) > room:
             send_error(session, ErrorCode.SUBSCRIPTION_LIMIT_EXCEEDED,
                        f"at most {session.max_symbols} symbols per connection", new[room:][:100])
@@ -141,7 +154,7 @@ class Commands:
         if failed:
             send_error(session, ErrorCode.SUBSCRIPTION_FAILED, "could not subscribe; try again",
                        failed)
-        subscribed = [s for s in action.symbols if s in session.symbols]
+        subscribed = [s for s in allowed if s in session.symbols]
         if not subscribed:
             return
         session.set_max_hz(subscribed, action.max_hz)
@@ -175,3 +188,17 @@ class Commands:
                        f"invalid symbols: {', '.join(action.invalid[:20])}", action.invalid[:100])
         self._hub.unsubscribe(session, action.symbols)
         session.send(ack_message("unsubscribed", action.symbols))
+
+    def refresh(self, session: Session, token: str) -> None:
+        try:
+            narrowed = self._tokens.refresh(session, token)
+        except Unauthorized as exc:
+            send_error(session, ErrorCode.UNAUTHORIZED, str(exc))
+            return
+        if narrowed:
+            self._hub.unsubscribe(session, narrowed)
+            send_error(session, ErrorCode.FORBIDDEN,
+                       f"no longer entitled to: {', '.join(narrowed[:20])}", narrowed[:100])
+        expires_in = session.principal.expires_in()
+        session.send(refreshed_message(None if expires_in is None
+                                       else max(0, int(expires_in * 1000))))

@@ -57,7 +57,10 @@ class Entitlements:
         exchange, sep, _ = symbol.partition(":")
         if sep:
             return exchange in self._exchanges
-        return bool(self._unprefixed) and self._unprefixed in self._exchanges
+        # A bare ticker is the unprefixed exchange's: `NASDAQ:AAPL` and `NASDAQ:*` cover it.
+        unprefixed = self._unprefixed
+        return bool(unprefixed) and (unprefixed in self._exchanges
+                                     or f"{unprefixed}:{symbol}" in self._symbols)
 
     def split(self, symbols: list[str]) -> tuple[list[str], list[str]]:
         """(allowed, forbidden), each in the given order."""

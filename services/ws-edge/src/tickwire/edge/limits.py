@@ -141,7 +141,13 @@ class SubjectLimits:
         """The subject's shared message bucket (None for anonymous clients)."""
         if subject is None:
             return None
+        burst = max(1.0, rate * self._burst_factor)
         bucket = self._buckets.get(subject)
-        if bucket is None or bucket.rate != rate:
-            bucket = self._buckets[subject] = TokenBucket(rate, max(1.0, rate * self._burst_factor))
+        if bucket is None:
+            bucket = self._buckets[subject] = TokenBucket(rate, burst)
+        elif bucket.rate != rate:
+            # A token of another tier re-rates the one bucket, keeping what it holds: a new
+            # full bucket per change would let alternating tokens refill it at will.
+            bucket.rate, bucket.burst = rate, burst
+            bucket.tokens = min(bucket.tokens, burst)
         return bucket

@@ -12,17 +12,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 
 from prometheus_client import Counter, Gauge
 
 from tickwire.core import names
+from tickwire.core.models import ErrorCode, token_expiring_message
 from tickwire.core.tickbus import TickBus
-from tickwire.edge import liveness
+from tickwire.edge import expiry, liveness
 from tickwire.edge.admission import Admission
 from tickwire.edge.announcements import Announcements
+from tickwire.edge.auth import Principal
 from tickwire.edge.coldread import ColdReads
-from tickwire.edge.commands import Commands
+from tickwire.edge.commands import Commands, send_error
 from tickwire.edge.control import parse_control
 from tickwire.edge.drain import drain_sessions
 from tickwire.edge.feeds import Feeds
@@ -31,7 +33,8 @@ from tickwire.edge.observability import RecentCloses
 from tickwire.edge.rest import PollInterest
 from tickwire.edge.session import Session
 from tickwire.edge.settings import EdgeSettings
-from tickwire.edge.transport import Sink
+from tickwire.edge.tokens import SessionTokens
+from tickwire.edge.transport import TOKEN_EXPIRED, Sink
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +55,11 @@ class EdgeNode:
                                     settings.cold_read_max_waiting)
         self.hub = Hub(bus, announcements, settings.unsubscribe_delay_seconds, self.cold_reads)
         self.feeds = Feeds(self.hub)
-        self.commands = Commands(self.hub, bus, self.feeds, self.shed,
-                                 settings.rate_limit_close_seconds)
         self.admission = Admission(settings)
+        self.tokens = SessionTokens(self.admission.auth, self.admission.subjects,
+                                    settings.token_expiry_warning_seconds)
+        self.commands = Commands(self.hub, bus, self.feeds, self.shed,
+                                 settings.rate_limit_close_seconds, self.tokens)
         self.poll_interest = PollInterest(self.hub, settings.poll_interest_seconds)
         self.sessions: set[Session] = set()
         self._closing: set[asyncio.Task] = set()  # closes in flight, kept from the GC
@@ -76,13 +81,14 @@ class EdgeNode:
     # -- sessions ---------------------------------------------------------------------
 
     def open_session(self, client_id: str, sink: Sink, kind: str, address: str,
-                     max_symbols: int) -> Session:
+                     principal: Principal) -> Session:
         settings = self.settings
-        session = Session(client_id, sink, max_symbols=max_symbols,
+        session = Session(client_id, sink, max_symbols=principal.max_symbols,
                           rate=settings.messages_per_second, burst=settings.message_burst,
                           change_rate=settings.symbol_changes_per_second,
                           change_burst=settings.symbol_change_burst, address=address,
                           on_overflow=self._overflowed)
+        self.tokens.attach(session, principal, refreshable=kind == "websocket")
         self.sessions.add(session)
         CONNECTIONS.labels(kind).inc()
         return session
@@ -93,7 +99,8 @@ class EdgeNode:
             return
         self.sessions.discard(session)
         CONNECTIONS.labels(kind).dec()
-        self.admission.release(session.address)
+        self.admission.release(session.address, session.principal.subject)
+        self.tokens.forget(session)
         await session.stop()
         self.hub.leave(session)
 
@@ -104,17 +111,12 @@ class EdgeNode:
         self._log_close(session, code, reason)
         # Closing may wait on a peer that does not read: never hold up the caller
         # (the sweep, the read loop) for it.
-        closing = asyncio.get_running_loop().create_task(session.sink.close(code, reason))
-        self._closing.add(closing)
-        closing.add_done_callback(self._closing.discard)
+        self._in_background(session.sink.close(code, reason))
 
     def _overflowed(self, session: Session) -> None:
         """A client whose control queue is full: an ack or error would be lost, so it
         goes, told to come back later."""
-        task = asyncio.get_running_loop().create_task(
-            self.shed_now(session, liveness.TRY_AGAIN_LATER, CONTROL_QUEUE_FULL))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._in_background(self.shed_now(session, liveness.TRY_AGAIN_LATER, CONTROL_QUEUE_FULL))
 
     async def shed_now(self, session: Session, code: int, reason: str) -> None:
         """Close `session` and wait for it (bounded by the sink's close)."""
@@ -166,6 +168,30 @@ class EdgeNode:
             elif verdict is not None:
                 await self.shed(session, *verdict)
         self.admission.forget_idle()
+        self.expire_tokens(time.time())
+
+    def expire_tokens(self, now: float) -> None:
+        """Warn the sockets whose token lapses soon; end those whose token has lapsed:
+        an UNAUTHORIZED error, then (a WebSocket) close 4001."""
+        for session, event, expires_at in self.tokens.due(now):
+            if session.closed:
+                continue
+            if event == expiry.WARN:
+                session.send(token_expiring_message(max(0, int((expires_at - now) * 1000))))
+            else:
+                send_error(session, ErrorCode.UNAUTHORIZED, "token expired")
+                self._in_background(self._close_after_flush(session, TOKEN_EXPIRED,
+                                                            "token expired"))
+
+    async def _close_after_flush(self, session: Session, code: int, reason: str) -> None:
+        await session.flush(1.0)  # the error first: shedding drops what is still queued
+        await self.shed(session, code, reason)
+
+    def _in_background(self, coroutine: Coroutine) -> None:
+        """Run `coroutine` in a task kept from the garbage collector until it ends."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     # -- draining ---------------------------------------------------------------------
 

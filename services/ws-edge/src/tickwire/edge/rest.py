@@ -5,6 +5,11 @@ Guarantees: a read counts as interest: the symbols stay subscribed upstream for
 client that polls sees fresh prices rather than a frozen cache. A read of a held symbol
 with nothing cached yet waits up to `cold_read_wait_ms` for its first quote (coldread.py)
 before it answers without it. A response's ETag names the exact versions served.
+
+Auth: every read checks its token (signature, `exp`, `aud`) and its entitlements. A
+single read of a forbidden symbol is 403 FORBIDDEN; a batch is 403 when it allows none
+of its symbols, otherwise 200 with the allowed ones and the others listed in `forbidden`
+(neither read nor held upstream).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from aiohttp import web
 
 from tickwire.core.models import Tick, normalise_symbol
 from tickwire.core.service import error_response
-from tickwire.edge.admission import Refused
+from tickwire.edge.admission import Refused, forbidden_response
 from tickwire.edge.commands import parse_symbols_query
 from tickwire.edge.hub import Hub
 
@@ -98,12 +103,14 @@ class QuoteRoutes:
 
     async def one(self, request: web.Request) -> web.Response:
         try:
-            self._node.admission.authenticate(request)
+            principal = self._node.admission.authenticate(request)
         except Refused as refused:
             return refused.response
         symbol = normalise_symbol(request.match_info["symbol"])
         if symbol is None:
             return error_response(400, "INVALID_SYMBOL", "not a valid symbol")
+        if not principal.entitlements.allows(symbol):
+            return forbidden_response([symbol])
         [tick] = await self._read([symbol])
         if tick is None:
             return error_response(404, "NOT_FOUND", f"no quote cached for {symbol} yet")
@@ -111,7 +118,7 @@ class QuoteRoutes:
 
     async def many(self, request: web.Request) -> web.Response:
         try:
-            self._node.admission.authenticate(request)
+            principal = self._node.admission.authenticate(request)
         except Refused as refused:
             return refused.response
         symbols, invalid, given = parse_symbols_query(request.query.get("symbols", ""))
@@ -122,11 +129,16 @@ class QuoteRoutes:
         if invalid:
             return error_response(400, "INVALID_SYMBOL",
                                   "not valid symbols: " + ", ".join(invalid)[:200])
+        symbols, forbidden = principal.entitlements.split(symbols)
+        if not symbols:
+            return forbidden_response(forbidden)
         ticks = await self._read(symbols)
         body = {
             "quotes": [quote_body(t, self._freshness) for t in ticks if t is not None],
             "missing": [s for s, t in zip(symbols, ticks) if t is None],
         }
+        if forbidden:
+            body["forbidden"] = forbidden
         return _cached_json(request, body, _etag(symbols, ticks))
 
     async def _read(self, symbols: list[str]) -> list[Tick | None]:

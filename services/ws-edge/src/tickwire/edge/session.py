@@ -34,9 +34,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
-
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from prometheus_client import Counter
@@ -47,6 +46,9 @@ from tickwire.edge.frames import TickFrames, batch_json, batch_msgpack
 from tickwire.edge.limits import Throttle, TokenBucket
 from tickwire.edge.observability import HOT, observe_first_write, observe_first_writes
 from tickwire.edge.transport import Sink
+
+if TYPE_CHECKING:
+    from tickwire.edge.auth import Principal
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +72,15 @@ class Session:
                  "changes", "rate_limited_since", "last_heard", "last_ping", "blocked_since",
                  "closed", "_pending", "_pending_count", "_queue_limit", "_control",
                  "_control_limit", "_control_bytes", "_control_byte_limit", "_on_overflow",
-                 "_throttle", "_direct", "_timer", "_writer", "_idle")
+                 "_throttle", "_direct", "_timer", "_writer", "_idle", "principal",
+                 "user_inbound")
 
     def __init__(self, client_id: str, sink: Sink, *, max_symbols: int = 500,
                  control_limit: int = 256, control_byte_limit: int = CONTROL_BYTE_LIMIT,
                  queue_limit: int = 256, rate: float = 50.0,
                  burst: float = 100.0, change_rate: float = 100.0, change_burst: float = 1000.0,
-                 address: str = "", on_overflow: Callable[[Session], None] | None = None):
+                 address: str = "", on_overflow: Callable[[Session], None] | None = None,
+                 principal: Principal | None = None, user_inbound: TokenBucket | None = None):
         self.client_id = client_id
         self.sink = sink
         self.binary = sink.binary
@@ -84,6 +88,10 @@ class Session:
         self.max_symbols = max_symbols
         self.symbols = Subscriptions()
         self.inbound = TokenBucket(rate, burst)
+        # The client's identity (replaced by a refresh) and the message bucket its subject's
+        # connections on this edge share (None for anonymous clients).
+        self.principal = principal
+        self.user_inbound = user_inbound
         # Symbol changes (each symbol a subscribe adds or an unsubscribe removes): what
         # reaches the registry, so what is limited, not the messages that carry them. A
         # full subscription always fits twice (a page reload).
@@ -132,7 +140,8 @@ class Session:
         episode of excess has lasted (0.0 for its first message). An episode ends only
         when the client has calmed down enough for its bucket to refill."""
         bucket = self.inbound
-        if bucket.take(now):
+        shared = self.user_inbound
+        if bucket.take(now) and (shared is None or shared.take(now)):
             if self.rate_limited_since is not None and bucket.tokens >= bucket.burst - 1:
                 self.rate_limited_since = None
             return None

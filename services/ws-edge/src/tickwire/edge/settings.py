@@ -135,6 +135,14 @@ class EdgeSettings(ServiceSettings):
                 raise ValueError(f"{item!r} is not an address or CIDR range") from None
         return value
 
+    @field_validator("jwt_secret")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        # RFC 7518 §3.2: an HS256 key is at least as long as the hash (256 bits).
+        if value and len(value.encode()) < 32:
+            raise ValueError("an HS256 secret must be at least 32 bytes")
+        return value
+
     @field_validator("jwt_public_key")
     @classmethod
     def _pem(cls, value: str) -> str:

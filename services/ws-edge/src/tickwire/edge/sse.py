@@ -3,6 +3,11 @@
 Guarantees: an SSE stream is a subscription like a socket's (the same commands, hub and
 conflating writer, the same `price_update` JSON, snapshot first, one event per update);
 it is released once, when the client leaves or the edge closes it.
+
+Entitlements: 403 FORBIDDEN (naming them) when the token allows none of the symbols;
+otherwise the stream opens and the forbidden ones get one FORBIDDEN `error` event, as a
+socket's subscribe would. A stream whose token lapses gets an UNAUTHORIZED `error` event
+and ends (there is no refresh on SSE: reconnect with a new token).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from aiohttp import web
 
 from tickwire.core.models import ErrorCode, Subscribe
 from tickwire.core.service import error_response
-from tickwire.edge.admission import Refused
+from tickwire.edge.admission import Refused, forbidden_response
 from tickwire.edge.commands import parse_symbols_query
 from tickwire.edge.node import EdgeNode
 from tickwire.edge.transport import SseSink
@@ -28,6 +33,10 @@ async def stream(request: web.Request, node: EdgeNode) -> web.StreamResponse:
         address, principal = node.admission.admit(request)
     except Refused as refused:
         return refused.response
+    allowed, forbidden = principal.entitlements.split(symbols)
+    if not allowed:
+        node.admission.release(address, principal.subject)
+        return forbidden_response(forbidden)
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
         "X-Accel-Buffering": "no",  # ingress-nginx: do not buffer the stream
@@ -35,10 +44,10 @@ async def stream(request: web.Request, node: EdgeNode) -> web.StreamResponse:
     try:
         await response.prepare(request)
     except BaseException:
-        node.admission.release(address)
+        node.admission.release(address, principal.subject)
         raise
     sink = SseSink(response, request.transport)
-    session = node.open_session(uuid.uuid4().hex, sink, "sse", address, principal.max_symbols)
+    session = node.open_session(uuid.uuid4().hex, sink, "sse", address, principal)
     try:
         await node.commands.subscribe(session, Subscribe(symbols), ack=False)
         # aiohttp does not cancel a handler whose client left; look at the transport.

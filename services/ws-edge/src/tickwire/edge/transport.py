@@ -15,6 +15,7 @@ from typing import Protocol
 from aiohttp import WSCloseCode, WSMsgType, web
 
 DIRECT_WRITE_LIMIT = 64 * 1024  # bytes a transport may hold before writes go the slow way
+TOKEN_EXPIRED = 4001  # the close code of a socket whose token lapsed unrefreshed
 
 
 class Sink(Protocol):
@@ -153,7 +154,9 @@ class SseSink:
 
     async def close(self, code: int, reason: str) -> None:
         self._closed = True
-        if code != WSCloseCode.GOING_AWAY and self._transport is not None:
+        # Ends the client should hear in full (the edge going away, the token lapsed) are
+        # clean; the others (a slow consumer) are aborted.
+        if code not in (WSCloseCode.GOING_AWAY, TOKEN_EXPIRED) and self._transport is not None:
             self._transport.abort()
         self.done.set()
         with contextlib.suppress(Exception):

@@ -68,12 +68,12 @@ class WebSocketEndpoint:
             )
             await ws.prepare(request)
         except BaseException:
-            self.node.admission.release(address)
+            self.node.admission.release(address, principal.subject)
             raise
         _limit_send_buffer(request, self.settings.socket_send_buffer)
         binary = ws.ws_protocol == MSGPACK_SUBPROTOCOL
         session = self.node.open_session(uuid.uuid4().hex, WebSocketSink(ws, binary, request),
-                                         "websocket", address, principal.max_symbols)
+                                         "websocket", address, principal)
         session.send(connected_message(session.client_id, self.node.edge_id))
         CONNECTIONS_OPENED.inc()
         opened = time.monotonic()
