@@ -1,6 +1,7 @@
 """The tick injector: publishes ticks straight into Redis at a fixed aggregate rate, as the
 ingestor would (`SET quote:{SYMBOL}` + `PUBLISH market-data:updates:{SYMBOL}`, msgpack
-`{symbol, data, seq, epoch, publishedAt}`), so the server, not the providers, is measured.
+`{symbol, data, seq, epoch, publishedAt}`; on a Redis Cluster `SPUBLISH`, each tick to the
+primary of its symbol's slot), so the server, not the providers, is measured.
 
 It runs in its own process and speaks RESP over a raw socket, pipelining every tick that
 is due in one write per millisecond: a redis-py client here would cost more CPU than the
@@ -50,10 +51,10 @@ class _Symbol:
     __slots__ = ("name", "set_prefix", "pub_prefix", "seq", "cents", "open", "previous_close",
                  "percent_per_cent", "high", "low", "volume", "template", "seq_at", "time_at")
 
-    def __init__(self, name: str, rng: random.Random):
+    def __init__(self, name: str, rng: random.Random, publish: bytes = b"PUBLISH"):
         self.name = name
         self.set_prefix = b"*3\r\n$3\r\nSET\r\n" + _bulk(names.quote_key(name).encode())
-        self.pub_prefix = b"*3\r\n$7\r\nPUBLISH\r\n" + _bulk(names.tick_channel(name).encode())
+        self.pub_prefix = b"*3\r\n" + _bulk(publish) + _bulk(names.tick_channel(name).encode())
         self.seq = 0
         self.cents = rng.randrange(2_000, 90_000)  # the price in integer cents: no rounding
         self.previous_close = self.open = self.high = self.low = self.cents / 100
@@ -104,14 +105,21 @@ _pack_time = struct.Struct(">Q").pack_into
 
 
 class Injector:
+    """`ports`, when given, names the Redis Cluster primary of each symbol's slot: ticks
+    then go there with `SPUBLISH` (sharded Pub/Sub, as the ingestor does in cluster mode)."""
+
     def __init__(self, conn, host: str, port: int, symbols: list[str], weights: list[float],
-                 epoch: str, seed: int):
+                 epoch: str, seed: int, ports: list[int] | None = None):
         self.conn = conn
-        self.sock = socket.create_connection((host, port))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.ports = ports or [port] * len(symbols)
+        self.socks = {}
+        for each in dict.fromkeys(self.ports):
+            self.socks[each] = socket.create_connection((host, each))
+            self.socks[each].setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.rng = random.Random(seed)
         self.np_rng = np.random.default_rng(seed)
-        self.symbols = [_Symbol(name, self.rng) for name in symbols]
+        verb = b"SPUBLISH" if ports else b"PUBLISH"
+        self.symbols = [_Symbol(name, self.rng, verb) for name in symbols]
         self.weights = np.asarray(weights, dtype=float)
         self.epoch = epoch
         self.picks: list[int] = []
@@ -153,30 +161,35 @@ class Injector:
         self.symbols[index].rebuild(self.packer, self.epoch, self.steps.pop(),
                                     self.volumes.pop(), self._iso(time.time_ns()))
 
-    def _ticks(self, indexes) -> bytes:
+    def _ticks(self, indexes) -> dict[int, list[bytes]]:
+        """The RESP of the ticks due, by the port they go to."""
         now = time.time_ns()  # one publish time for every tick in this write
-        symbols, log_key = self.symbols, self.log_key
-        chunks = []
+        symbols, log_key, ports = self.symbols, self.log_key, self.ports
+        chunks: dict[int, list[bytes]] = {}
+        count = 0
         for index in indexes:
             symbol = symbols[index]
-            chunks.append(symbol.tick(now))
+            chunks.setdefault(ports[index], []).append(symbol.tick(now))
             log_key.append(index << 32 | symbol.seq)
-        self.log_t.extend([now] * len(chunks))
-        return b"".join(chunks)
+            count += 1
+        self.log_t.extend([now] * count)
+        return chunks
 
     def _publish(self, indexes) -> None:
-        self.sock.sendall(self._ticks(indexes))
-        self._drain_replies()
+        for port, chunks in self._ticks(indexes).items():
+            self.socks[port].sendall(b"".join(chunks))
+        for sock in self.socks.values():
+            self._drain_replies(sock)
 
-    def _drain_replies(self) -> None:
+    def _drain_replies(self, sock: socket.socket) -> None:
         while True:
             try:
-                data = self.sock.recv(1 << 20, socket.MSG_DONTWAIT)
+                data = sock.recv(1 << 20, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 return
             if not data:
                 raise ConnectionError("redis closed the connection")
-            self.errors += data.count(b"-ERR") + data.count(b"-WRONG")
+            self.errors += data.count(b"-ERR") + data.count(b"-WRONG") + data.count(b"-MOVED")
 
     def _mark(self) -> tuple:
         keys, times = self.log_key, self.log_t
@@ -210,7 +223,8 @@ class Injector:
                     self.conn.send(self._mark())
                 elif command[0] == "stop":
                     self.conn.send(self._mark())
-                    self.sock.close()
+                    for sock in self.socks.values():
+                        sock.close()
                     return
             pause = 0.01
             if rate > 0:
@@ -229,6 +243,6 @@ class Injector:
 
 
 def main(conn, host: str, port: int, symbols: list[str], weights: list[float], epoch: str,
-         seed: int) -> None:
+         seed: int, ports: list[int] | None = None) -> None:
     """Process entry point (multiprocessing, spawn)."""
-    Injector(conn, host, port, symbols, weights, epoch, seed).run()
+    Injector(conn, host, port, symbols, weights, epoch, seed, ports).run()

@@ -126,7 +126,8 @@ class RegistryState:
             declared = list(dict.fromkeys(symbols))
             if whole_set:
                 held = await self._redis.smembers(names.edge_symbols_key(edge_id))
-                declared.extend(s for s in sorted(m.decode() for m in held) if s not in declared)
+                named = set(declared)  # a set: heartbeats declare thousands of symbols
+                declared.extend(s for s in sorted(m.decode() for m in held) if s not in named)
             reply = await script(
                 keys=[*self._keys(edge_id), *(names.symbol_edges_key(s) for s in declared)],
                 args=[edge_id, now_ms(), self._tombstone_s, *trace, *declared, *own_args])
