@@ -19,6 +19,7 @@ from prometheus_client import Counter
 from tickwire.core.codecs import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL
 from tickwire.core.models import connected_message
 from tickwire.edge.admission import Refused
+from tickwire.edge.deflate import SharedDeflateResponse
 from tickwire.edge.node import EdgeNode
 from tickwire.edge.session import Session
 from tickwire.edge.transport import WebSocketSink
@@ -56,7 +57,7 @@ class WebSocketEndpoint:
         except Refused as refused:
             return refused.response
         try:
-            ws = web.WebSocketResponse(
+            ws = SharedDeflateResponse(
                 protocols=(MSGPACK_SUBPROTOCOL, JSON_SUBPROTOCOL),
                 autoping=False,  # pongs are ours to see: two missed pings close the socket
                 max_msg_size=self.settings.max_frame_bytes,
