@@ -2,7 +2,8 @@
 records every update they receive.
 
 Each client is a bare asyncio Protocol with a minimal RFC 6455 client (masked frames out,
-unmasked frames in, pings answered, no extensions) and parses every message in the
+unmasked frames in, pings answered; with `deflate` it offers permessage-deflate as
+Chromium does and inflates compressed frames, sending its own uncompressed) and parses every message in the
 `data_received` callback: no task, future or queue per message, so the generator spends
 as little CPU as possible per message and its own cost does not masquerade as the
 server's. A client subscribes once (JSON by default, msgpack with the subprotocol) and
@@ -12,7 +13,7 @@ For every update (not snapshots) it records (client, symbol << 32 | seq, receive
 Unix ns, taken once per socket read); the runner joins that with the injector's log of
 `publishedAt`. Live counters: frames, updates, snapshots, seq regressions (an update not
 newer than the last one of its symbol: the protocol says that never happens), server
-errors, closes.
+errors, closes, and the bytes that came over the wire after the handshake.
 
 Commands from the runner (a multiprocessing pipe): ("connect",), ("mark",), ("finish",).
 """
@@ -25,6 +26,7 @@ import os
 import resource
 import struct
 import time
+import zlib
 from array import array
 
 import msgpack
@@ -33,6 +35,8 @@ import uvloop
 
 MSGPACK_SUBPROTOCOL = "tickwire.v1.msgpack"
 OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
+CHROMIUM_DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
+DEFLATE_TAIL = b"\x00\x00\xff\xff"  # RFC 7692 §7.2.2: removed by the sender, put back here
 
 
 def client_frame(opcode: int, payload: bytes) -> bytes:
@@ -64,6 +68,7 @@ class Stats:
         self.errors: dict[str, int] = {}
         self.closed_by_server: dict[str, int] = {}
         self.lost = 0
+        self.wire_bytes = 0
 
     def take_records(self) -> tuple[bytes, bytes, bytes]:
         out = (self.rec_client.tobytes(), self.rec_key.tobytes(), self.rec_t.tobytes())
@@ -75,14 +80,18 @@ class Stats:
         return {"frames": self.frames, "updates": self.updates, "snapshots": self.snapshots,
                 "regressions": self.regressions, "errors": dict(self.errors),
                 "closed_by_server": dict(self.closed_by_server), "lost": self.lost,
+                "wire_bytes": self.wire_bytes,
                 "cpu_s": usage.ru_utime + usage.ru_stime}
 
 
 class Client(asyncio.Protocol):
     def __init__(self, ident: int, symbols: list[str], index: dict[str, int], binary: bool,
                  host: str, port: int, stats: Stats, ready: asyncio.Future,
-                 max_hz: float | None = None):
+                 max_hz: float | None = None, deflate: bool = False):
         self.ident = ident
+        self.deflate = deflate
+        # One inflater for the connection: valid whether or not the server keeps context.
+        self.inflater: zlib._Decompress | None = None
         self.max_hz = max_hz
         self.symbols = symbols
         self.index = index
@@ -97,6 +106,7 @@ class Client(asyncio.Protocol):
         self.buf = bytearray()
         self.fragments: list[bytes] = []
         self.fragment_opcode = OP_TEXT
+        self.fragment_compressed = False
         self.last: dict[int, int] = {}
 
     # -- handshake ----------------------------------------------------------------
@@ -108,6 +118,8 @@ class Client(asyncio.Protocol):
                  "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
         if self.binary:
             lines.append(f"Sec-WebSocket-Protocol: {MSGPACK_SUBPROTOCOL}")
+        if self.deflate:
+            lines.append(f"Sec-WebSocket-Extensions: {CHROMIUM_DEFLATE_OFFER}")
         transport.write(("\r\n".join(lines) + "\r\n\r\n").encode())
 
     def _upgrade(self) -> bool:
@@ -118,6 +130,8 @@ class Client(asyncio.Protocol):
         if b" 101 " not in status:
             self._fail(f"handshake refused: {status.decode(errors='replace')}")
             return False
+        if b"permessage-deflate" in bytes(self.buf[:end]).lower():
+            self.inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         del self.buf[:end + 4]
         self.upgraded = True
         message = {"action": "subscribe", "symbols": self.symbols}
@@ -141,8 +155,12 @@ class Client(asyncio.Protocol):
         now = time.time_ns()
         buf = self.buf
         buf += data
-        if not self.upgraded and not self._upgrade():
-            return
+        if not self.upgraded:
+            if not self._upgrade():
+                return
+            self.stats.wire_bytes += len(buf)
+        else:
+            self.stats.wire_bytes += len(data)
         pos, size = 0, len(buf)
         while size - pos >= 2:
             b0, b1 = buf[pos], buf[pos + 1]
@@ -168,10 +186,15 @@ class Client(asyncio.Protocol):
                 self.fragments.append(payload)
                 if opcode:
                     self.fragment_opcode = opcode
+                    self.fragment_compressed = bool(b0 & 0x40)
                 continue
+            compressed = b0 & 0x40
             if opcode == OP_CONTINUATION:
                 payload = b"".join(self.fragments) + payload
                 opcode, self.fragments = self.fragment_opcode, []
+                compressed = self.fragment_compressed
+            if compressed:
+                payload = self.inflater.decompress(payload + DEFLATE_TAIL)
             self._frame(opcode, payload, now)
         del buf[:pos]
 
@@ -234,8 +257,10 @@ class Client(asyncio.Protocol):
 
 class Loader:
     def __init__(self, conn, host: str, port: int, clients: list[tuple[int, list[str]]],
-                 symbols: list[str], binary: bool, concurrency: int, max_hz: float | None):
+                 symbols: list[str], binary: bool, concurrency: int, max_hz: float | None,
+                 deflate: bool = False):
         self.conn = conn
+        self.deflate = deflate
         self.max_hz = max_hz
         self.host = host
         self.port = port
@@ -286,7 +311,8 @@ class Loader:
                 try:
                     _, client = await loop.create_connection(
                         lambda: Client(ident, symbols, self.index, self.binary, self.host,
-                                       self.port, self.stats, ready, self.max_hz),
+                                       self.port, self.stats, ready, self.max_hz,
+                                       self.deflate),
                         self.host, self.port)
                     self.clients.append(client)
                     at = await asyncio.wait_for(ready, 30)
@@ -304,7 +330,9 @@ class Loader:
 
 
 def main(conn, host: str, port: int, clients: list[tuple[int, list[str]]], symbols: list[str],
-         binary: bool, concurrency: int, max_hz: float | None = None) -> None:
+         binary: bool, concurrency: int, max_hz: float | None = None,
+         deflate: bool = False) -> None:
     """Process entry point (multiprocessing, spawn)."""
     uvloop.install()
-    asyncio.run(Loader(conn, host, port, clients, symbols, binary, concurrency, max_hz).run())
+    asyncio.run(Loader(conn, host, port, clients, symbols, binary, concurrency, max_hz,
+                       deflate).run())

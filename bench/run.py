@@ -65,6 +65,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "window measures cost and latency, not queueing)")
     w.add_argument("--msgpack", action="store_true",
                    help="clients use the tickwire.v1.msgpack subprotocol instead of JSON")
+    w.add_argument("--deflate", action="store_true",
+                   help="clients offer permessage-deflate as Chromium does "
+                        "('permessage-deflate; client_max_window_bits')")
+    w.add_argument("--variants", default="deflate,msgpack",
+                   help="comma-separated client variants (deflate, msgpack, or both joined "
+                        "by '+') measured as extra tickwire trials beside the plain ones: "
+                        "same workload and rate, main window only ('' skips them)")
     w.add_argument("--seed", type=int, default=7)
     t = p.add_argument_group("timing")
     t.add_argument("--warmup", type=float, default=3.0, help="seconds at --rate before measuring")
@@ -114,6 +121,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     o.add_argument("--no-chart", action="store_true")
     args = p.parse_args(argv)
     args.systems = [x for x in args.systems.split(",") if x]
+    args.variants = [x for x in args.variants.split(",") if x]
+    if any(set(v.split("+")) - {"deflate", "msgpack"} for v in args.variants):
+        p.error("--variants takes deflate, msgpack or deflate+msgpack")
     if any("=" not in item for item in args.edge_env):
         p.error("--edge-env takes KEY=VALUE")
     unknown = set(args.systems) - set(SYSTEMS)
@@ -219,7 +229,7 @@ def metric(port: int, name: str) -> float | None:
 class Trial:
     def __init__(self, system: str, repeat: int, args: argparse.Namespace, workload: Workload,
                  stack: Stack, workdir: Path, kind: str = "fanout"):
-        self.kind = kind  # "fanout": the full trial; "ingest": the main window only
+        self.kind = kind  # "fanout": the full trial; "ingest", "variant": the main window only
         self.system = system
         self.repeat = repeat
         self.args = args
@@ -412,7 +422,7 @@ class Trial:
                 specs[ident % args.loaders].append((ident, [workload.symbols[i] for i in subs]))
             self.loaders = [Child(f"loader-{i}", loadgen.main, "127.0.0.1", self.port, spec,
                                   workload.symbols, args.msgpack, args.connect_concurrency,
-                                  vars(args).get("max_hz"))
+                                  vars(args).get("max_hz"), args.deflate)
                             for i, spec in enumerate(specs)]
             for loader in self.loaders:
                 loader.expect("ready")
@@ -452,6 +462,7 @@ class Trial:
             main = self._window(args.duration, args.drain, profile=profile)
             self._collect()
             figures = self._figures(self._joined(), main, args.rate, subs)
+            figures["wire_bytes_per_update"] = _wire_bytes_per_update(self.loader_counters)
             figures["rss_per_conn_idle_kib"] = round((rss_idle - rss0) / n / 1024, 2)
             figures["rss_per_conn_load_kib"] = round((main["rss_max"] - rss0) / n / 1024, 2)
             figures["server_rss_start_mib"] = round(rss0 / 2**20, 2)
@@ -563,6 +574,14 @@ class Trial:
         return result
 
 
+def _wire_bytes_per_update(counters: list[dict]) -> float | None:
+    """Bytes the clients read off their sockets (frame headers included, handshakes not)
+    per update and snapshot received, from the first connect to the main window's end."""
+    total = _sum_counters(counters)
+    updates = total.get("updates", 0) + total.get("snapshots", 0)
+    return round(total.get("wire_bytes", 0) / updates, 1) if updates else None
+
+
 def _sum_counters(counters: list[dict]) -> dict:
     total: dict = {}
     for c in counters:
@@ -599,7 +618,14 @@ FIGURES = {  # name: (path in a trial result, better when "higher" / "lower")
     "top_symbol_fanout_ms": (("main", "fanout", "top_symbol_ms"), "lower"),
     "half_saturation_p99_ms": (("saturation", "at_half", "latency_ms", "p99"), "lower"),
     "half_saturation_p999_ms": (("saturation", "at_half", "latency_ms", "p999"), "lower"),
+    "wire_bytes_per_update": (("main", "wire_bytes_per_update"), "lower"),
     "foreign_cpu_cores": (("main", "foreign_cpu_cores"), "lower"),
+}
+
+VARIANT_FIGURES = {  # the client variants (--variants): tickwire only, main window only
+    name: FIGURES[name] for name in (
+        "delivered_msgs_per_s", "delivery_ratio", "gaps", "latency_p50_ms", "latency_p99_ms",
+        "cpu_us_per_msg", "server_cpu_cores", "wire_bytes_per_update", "foreign_cpu_cores")
 }
 
 INGEST_FIGURES = {  # the ingest trials: every symbol watched by one client
@@ -639,7 +665,20 @@ def summarise(results: list[dict], systems: list[str], figures: dict) -> tuple[d
     return medians, ratio
 
 
-def targets(medians: dict, ratio: dict) -> dict:
+def variant_ratios(medians: dict, variants: list[str]) -> dict:
+    """Each client variant's figures ÷ the plain tickwire trials' of the same run."""
+    plain, out = medians.get("tickwire", {}), {}
+    for variant in variants:
+        label = f"tickwire+{variant}"
+        if label not in medians:
+            continue
+        for name in ("cpu_us_per_msg", "wire_bytes_per_update", "latency_p99_ms"):
+            a, b = medians[label].get(name), plain.get(name)
+            out[f"{label}/tickwire {name}"] = round(a / b, 3) if a is not None and b else None
+    return out
+
+
+def targets(medians: dict, ratio: dict, variant_ratio: dict | None = None) -> dict:
     """The goals of issue #9, checked against this run's medians."""
     tw = medians.get("tickwire", {})
 
@@ -666,6 +705,9 @@ def targets(medians: dict, ratio: dict) -> dict:
         "ingest_p99_ms_max": check(tw.get("ingest_latency_p99_ms"), 100, "<="),
         "ingest_lost_max": check(tw.get("ingest_lost"), 0, "<="),
         "ingest_gaps_max": check(tw.get("ingest_gaps"), 0, "<="),
+        # Issue #20: the compressed path browsers take costs at most 1.2 x the plain one.
+        "deflate_cpu_per_msg_vs_plain_max": check(
+            (variant_ratio or {}).get("tickwire+deflate/tickwire cpu_us_per_msg"), 1.2, "<="),
         # Issue #15: a provider's trade reaches a client within 50 ms at p99.
         "upstream_p99_ms_max": check(tw.get("upstream_latency_p99_ms"), 50, "<="),
     }
@@ -710,6 +752,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict] = []
     ingest_results: list[dict] = []
     upstream_results: list[dict] = []
+    variant_results: list[dict] = []
     # With maxHz the baseline (which has none) would measure its clients, not its ingest.
     ingest_systems = [system for system in args.systems
                       if system == "tickwire" or not args.ingest_max_hz]
@@ -729,6 +772,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{sat['tick_rate'] or args.rate} ticks/s, capacity "
                   f"{'' if sat['capacity_found'] else '>='}{sat['capacity_msgs_per_s']} msg/s "
                   f"({result['seconds']} s)", flush=True)
+        if args.variants and "tickwire" in args.systems:
+            for repeat in range(1, args.repeats + 1):
+                for variant in args.variants:
+                    variant_results.append(_variant_trial(variant, repeat, args, workload,
+                                                          stack, workdir))
         if args.ingest_rate > 0:
             ingest_args = argparse.Namespace(**{
                 **vars(args), "rate": args.ingest_rate, "duration": args.ingest_seconds,
@@ -761,6 +809,11 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
     medians, ratio = summarise(results, args.systems, FIGURES)
+    if variant_results:
+        labels = [f"tickwire+{v}" for v in args.variants]
+        variant_medians, _ = summarise(variant_results, labels, VARIANT_FIGURES)
+        medians.update(variant_medians)
+    variant_ratio = variant_ratios(medians, args.variants)
     if upstream_results and "tickwire" in medians:
         medians["tickwire"].update(upstream.medians(upstream_results))
     if ingest_results:
@@ -787,9 +840,10 @@ def main(argv: list[str] | None = None) -> int:
                                               **upstream.FIGURES}.items()},
         "median": medians,
         "ratio": ratio,
-        "targets": targets(medians, ratio),
+        "variant_ratio": variant_ratio,
+        "targets": targets(medians, ratio, variant_ratio),
         "runs": [{k: v for k, v in r.items() if k not in ("timeline", "latencies_ms")}
-                 for r in results + ingest_results],
+                 for r in results + variant_results + ingest_results],
         "upstream_runs": upstream_results,
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -806,6 +860,26 @@ def main(argv: list[str] | None = None) -> int:
     print(f"report: {paths[0]} (+ latest.json{', chart' if not args.no_chart else ''}) "
           f"in {report['seconds']} s", flush=True)
     return 0
+
+
+def _variant_trial(variant: str, repeat: int, args: argparse.Namespace, workload: Workload,
+                   stack: Stack, workdir: Path) -> dict:
+    """A tickwire trial whose clients are `variant` (deflate, msgpack): the main window."""
+    parts = variant.split("+")
+    variant_args = argparse.Namespace(**{**vars(args), "deflate": "deflate" in parts,
+                                         "msgpack": "msgpack" in parts})
+    began = time.monotonic()
+    result = Trial("tickwire", repeat, variant_args, workload, stack, workdir,
+                   kind="variant").run()
+    result["system"] = f"tickwire+{variant}"
+    result["seconds"] = round(time.monotonic() - began, 1)
+    m = result["main"]
+    print(f"  {result['system']:18} #{repeat}: {m['delivered_msgs_per_s']:>9.0f} msg/s "
+          f"delivered {m['accounting']['delivery_ratio'] or 0:.4f} p50/p99 "
+          f"{m['latency_ms']['p50']}/{m['latency_ms']['p99']} ms, "
+          f"{m['server_cpu_us_per_msg']} cpu-us/msg, {m['wire_bytes_per_update']} B/update "
+          f"({result['seconds']} s)", flush=True)
+    return result
 
 
 def _code_state() -> dict:
@@ -831,12 +905,14 @@ def _jsonable(value):
 
 def _print_summary(report: dict) -> None:
     systems = list(report["median"])
-    print(f"\n{'figure (median)':28}" + "".join(f"{s:>14}" for s in systems)
+    print(f"\n{'figure (median)':30}" + "".join(f"{s:>18}" for s in systems)
           + ("   tickwire/baseline" if report["ratio"] else ""))
     for name in report["figures"]:
-        row = "".join(f"{_fmt(report['median'][s].get(name)):>14}" for s in systems)
+        row = "".join(f"{_fmt(report['median'][s].get(name)):>18}" for s in systems)
         ratio = report["ratio"].get(name)
-        print(f"{name:28}{row}" + (f"{_fmt(ratio):>20}" if report["ratio"] else ""))
+        print(f"{name:30}{row}" + (f"{_fmt(ratio):>20}" if report["ratio"] else ""))
+    for name, ratio in report["variant_ratio"].items():
+        print(f"{name:60}{_fmt(ratio):>10}")
 
 
 def _fmt(value) -> str:

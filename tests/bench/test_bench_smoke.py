@@ -88,6 +88,24 @@ def test_bench_smoke_report_is_complete_and_consistent(tmp_path: Path):
             assert run["loaders"]["snapshots"] == CLIENTS * 4  # one per subscribed symbol
             assert main["accounting"]["server_conflated"] is not None
 
+    # The client variants (issue #20): tickwire with deflate and with msgpack clients,
+    # beside the plain trial, each with its bytes on the wire per update.
+    variants = {r["system"]: r for r in report["runs"] if r["kind"] == "variant"}
+    assert set(variants) == {"tickwire+deflate", "tickwire+msgpack"}
+    plain = next(r for r in runs if r["system"] == "tickwire")
+    for run in variants.values():
+        assert run["connect"]["connected"] == CLIENTS, run["connect"]
+        assert run["unmatched_updates"] == 0 and run["loaders"]["regressions"] == 0
+        consistent_window(run["main"])
+        assert run["loaders"]["snapshots"] == CLIENTS * 4
+    # Compressed JSON and msgpack are both smaller on the wire than plain JSON.
+    for label in variants:
+        assert 0 < variants[label]["main"]["wire_bytes_per_update"] < \
+            plain["main"]["wire_bytes_per_update"], label
+        assert report["median"][label]["cpu_us_per_msg"] > 0
+    assert report["variant_ratio"]["tickwire+deflate/tickwire cpu_us_per_msg"] > 0
+    assert "deflate_cpu_per_msg_vs_plain_max" in report["targets"]
+
     # The ingest trial: tickwire only (its clients use maxHz, which the baseline lacks).
     ingest = [r for r in report["runs"] if r["kind"] == "ingest"]
     assert [r["system"] for r in ingest] == ["tickwire"]
