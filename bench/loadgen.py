@@ -15,7 +15,10 @@ Unix ns, taken once per socket read); the runner joins that with the injector's 
 newer than the last one of its symbol: the protocol says that never happens), server
 errors, closes, and the bytes that came over the wire after the handshake.
 
-Commands from the runner (a multiprocessing pipe): ("connect",), ("mark",), ("finish",).
+Commands from the runner (a multiprocessing pipe): ("connect",), ("mark",), ("finish",),
+and ("first_updates",): per connected client, milliseconds from its connection attempt
+to its first update (a snapshot or a live one), what a reconnecting user waits to see
+prices again (the storm trial).
 """
 
 from __future__ import annotations
@@ -108,6 +111,8 @@ class Client(asyncio.Protocol):
         self.fragment_opcode = OP_TEXT
         self.fragment_compressed = False
         self.last: dict[int, int] = {}
+        self.began_ns = 0  # the connection attempt's start
+        self.first_update_ns = 0
 
     # -- handshake ----------------------------------------------------------------
 
@@ -142,6 +147,10 @@ class Client(asyncio.Protocol):
         else:
             self.transport.write(client_frame(OP_TEXT, orjson.dumps(message)))
         return True
+
+    def subscribed(self) -> bool:
+        ready = self.ready
+        return ready.done() and not ready.cancelled() and ready.exception() is None
 
     def _fail(self, reason: str) -> None:
         if not self.ready.done():
@@ -224,6 +233,8 @@ class Client(asyncio.Protocol):
             self.transport.close()
 
     def _update(self, update: dict, now: int) -> None:
+        if not self.first_update_ns:
+            self.first_update_ns = now
         symbol = self.index[update["symbol"]]
         seq = update["seq"]
         last = self.last.get(symbol, 0)
@@ -287,6 +298,10 @@ class Loader:
         command = self.conn.recv()
         if command[0] == "connect":
             asyncio.get_running_loop().create_task(self._connect_all())
+        elif command[0] == "first_updates":
+            self.conn.send(("first_updates", [(c.first_update_ns - c.began_ns) / 1e6
+                                              for c in self.clients
+                                              if c.first_update_ns and c.subscribed()]))
         elif command[0] == "mark":
             self.conn.send(("mark", *self.stats.take_records(), self.stats.counters()))
         elif command[0] == "finish":
@@ -294,6 +309,12 @@ class Loader:
                 client.close()
             self.conn.send(("mark", *self.stats.take_records(), self.stats.counters()))
             self.done.set_result(None)
+
+    async def _open(self, client: Client, ready: asyncio.Future) -> int:
+        """Connect `client` and wait for its `subscribed` ack; the ack's receive time."""
+        await asyncio.get_running_loop().create_connection(lambda: client, self.host, self.port)
+        self.clients.append(client)
+        return await ready
 
     async def _connect_all(self) -> None:
         """Handshake + subscribe every client, `concurrency` at a time."""
@@ -308,22 +329,24 @@ class Loader:
             async with gate:
                 begin = time.time_ns()
                 ready = loop.create_future()
+                client = Client(ident, symbols, self.index, self.binary, self.host, self.port,
+                                self.stats, ready, self.max_hz, self.deflate)
+                client.began_ns = begin
                 try:
-                    _, client = await loop.create_connection(
-                        lambda: Client(ident, symbols, self.index, self.binary, self.host,
-                                       self.port, self.stats, ready, self.max_hz,
-                                       self.deflate),
-                        self.host, self.port)
-                    self.clients.append(client)
-                    at = await asyncio.wait_for(ready, 30)
+                    # One bound for the whole attempt, the TCP connect included (a
+                    # dropped SYN is retried by the kernel, not failed).
+                    at = await asyncio.wait_for(self._open(client, ready), 30)
                 except (OSError, ConnectionError, asyncio.TimeoutError) as exc:
                     reason = type(exc).__name__ + (f": {exc}"[:80] if str(exc) else "")
                     failures[reason] = failures.get(reason, 0) + 1
+                    if client.transport is not None:
+                        client.transport.abort()
                     return
                 durations.append((at - begin) / 1e6)
                 connected.append(ident)
 
         await asyncio.gather(*(one(ident, symbols) for ident, symbols in self.specs))
+        self.clients = [c for c in self.clients if c.subscribed()]
         self.conn.send(("connected", {"started_ns": started, "finished_ns": time.time_ns(),
                                       "connected": connected, "failures": failures,
                                       "handshake_ms": durations}))

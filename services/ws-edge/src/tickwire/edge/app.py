@@ -21,6 +21,7 @@ from tickwire.edge.rest import QuoteRoutes
 from tickwire.edge.settings import EdgeSettings
 from tickwire.edge.sse import stream
 from tickwire.edge.websocket import WebSocketEndpoint
+from tickwire.edge.workers import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,17 @@ SETTINGS = web.AppKey("settings", EdgeSettings)
 NODE = web.AppKey("node", EdgeNode)
 WEBSOCKETS = web.AppKey("websockets", WebSocketEndpoint)
 QUOTES = web.AppKey("quotes", QuoteRoutes)
+WORKER_METRICS = web.AppKey("worker_metrics", WorkerMetrics)
+
+
+async def _worker_metrics(app: web.Application):
+    """A worker's private metrics listener, for its siblings' /metrics, while it runs."""
+    metrics = app.get(WORKER_METRICS)
+    if metrics is not None:
+        await metrics.start()
+    yield
+    if metrics is not None:
+        await metrics.stop()
 
 
 async def _node(app: web.Application):
@@ -140,7 +152,16 @@ def build_app(settings: EdgeSettings) -> web.Application:
         # Names carry a content hash: a changed file is a new name.
         return web.FileResponse(path, headers={"Cache-Control": "public, max-age=31536000, immutable"})
 
+    def before_scrape() -> None:
+        node = app.get(NODE)
+        export_subscriptions(node.hub.subscriber_counts() if node is not None else {})
+
+    worker_metrics = WorkerMetrics.from_env(before_scrape)
+    if worker_metrics is not None:
+        app[WORKER_METRICS] = worker_metrics
+
     app.on_response_prepare.append(_edge_header)
+    app.cleanup_ctx.append(_worker_metrics)
     app.cleanup_ctx.append(_node)
     app.on_shutdown.append(_drain)
     app.router.add_get("/ws", ws)
@@ -150,9 +171,6 @@ def build_app(settings: EdgeSettings) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_get("/assets/{name:[A-Za-z0-9._-]+}", asset)
 
-    def before_scrape() -> None:
-        node = app.get(NODE)
-        export_subscriptions(node.hub.subscriber_counts() if node is not None else {})
-
-    add_probes(app, readiness, before_scrape)
+    add_probes(app, readiness, before_scrape,
+               worker_metrics.exposition if worker_metrics is not None else None)
     return app

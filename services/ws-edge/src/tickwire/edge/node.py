@@ -31,6 +31,7 @@ from tickwire.edge.rest import PollInterest
 from tickwire.edge.session import Session
 from tickwire.edge.settings import EdgeSettings
 from tickwire.edge.transport import Sink
+from tickwire.edge.workers import pod_id
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ class EdgeNode:
     # -- control ----------------------------------------------------------------------
 
     def on_control(self, _channel: str, payload: bytes) -> None:
-        kind = parse_control(payload, self.edge_id)
+        kind = parse_control(payload, self.edge_id, pod_id(self.edge_id))
         if kind is None:
             return
         log.info("control message", extra={"type": kind})
