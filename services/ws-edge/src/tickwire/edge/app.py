@@ -20,6 +20,7 @@ from tickwire.edge.observability import LATENCY_WARNINGS, export_subscriptions
 from tickwire.edge.rest import QuoteRoutes
 from tickwire.edge.settings import EdgeSettings
 from tickwire.edge.sse import stream
+from tickwire.edge.stalls import probe_loop_lag, time_collections
 from tickwire.edge.websocket import WebSocketEndpoint
 from tickwire.edge.workers import WorkerMetrics
 
@@ -64,7 +65,9 @@ async def _node(app: web.Application):
                             name="edge-heartbeat"),
         asyncio.create_task(node.sweep_forever(), name="sweep"),
         asyncio.create_task(node.poll_interest.run(), name="poll-interest"),
+        asyncio.create_task(probe_loop_lag(), name="loop-lag"),
     ]
+    time_collections()
     await node.feeds.load(redis)  # after the listener started: no notice falls in between
     # Everything made so far (modules, settings, clients: ~86,000 objects) lives as long as
     # the process: take it out of the garbage collector's full passes, which otherwise

@@ -15,12 +15,14 @@ Guarantees:
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
 from aiohttp import WSCloseCode
 from prometheus_client import Counter
+from redis.exceptions import RedisError
 
 from tickwire.core.codecs import DecodeError, decode_json, decode_msgpack
 from tickwire.core.models import (ErrorCode, Ping, ProtocolError, Subscribe, Unsubscribe,
@@ -31,6 +33,9 @@ from tickwire.edge.feeds import Feeds
 from tickwire.edge.frames import snapshot_frames
 from tickwire.edge.hub import Hub
 from tickwire.edge.session import Session
+from tickwire.edge.snapshots import SnapshotReader
+
+log = logging.getLogger(__name__)
 
 ERRORS = Counter("tickwire_edge_errors_total", "Error messages sent to clients", ["code"])
 
@@ -61,7 +66,7 @@ class Commands:
     def __init__(self, hub: Hub, bus: TickBus, feeds: Feeds, shed: Shed,
                  rate_limit_close_seconds: float):
         self._hub = hub
-        self._bus = bus
+        self._snapshots = SnapshotReader(bus)
         self._feeds = feeds
         self._shed = shed
         self._close_after = rate_limit_close_seconds
@@ -129,7 +134,14 @@ class Commands:
         if ack:
             session.send(ack_message("subscribed", subscribed))
         fresh = [s for s in new if s in session.symbols]
-        for tick in await self._bus.latest(fresh):
+        try:
+            snapshots = await self._snapshots.latest(fresh)
+        except (RedisError, OSError) as exc:
+            # The subscription stands and live ticks flow; only the snapshot is missing.
+            log.warning("snapshot read failed", extra={"client": session.client_id,
+                                                       "error": repr(exc)})
+            snapshots = []
+        for tick in snapshots:
             if tick is not None:
                 session.offer(tick, snapshot_frames(tick))
         if stale := self._feeds.stale_among(fresh):
