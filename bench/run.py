@@ -574,7 +574,8 @@ class Trial:
                 from bench.profile import summarise
                 summary = self.profiles[-1].with_suffix(".txt")
                 summary.write_text("".join(summarise(path) + "\n" for path in self.profiles))
-                latest = "profile-latest.txt" if self.kind == "fanout" else "profile-ingest-latest.txt"
+                latest = ("profile-latest.txt" if self.kind == "fanout"
+                          else f"profile-{self.kind}-latest.txt")
                 shutil.copyfile(summary, self.args.out / latest)
                 result["profile"] = summary.name
             if self.kind == "fanout":
