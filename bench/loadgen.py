@@ -2,7 +2,8 @@
 records every update they receive.
 
 Each client is a bare asyncio Protocol with a minimal RFC 6455 client (masked frames out,
-unmasked frames in, pings answered, no extensions) and parses every message in the
+unmasked frames in, pings answered; with `deflate` it offers permessage-deflate as
+Chromium does and inflates compressed frames, sending its own uncompressed) and parses every message in the
 `data_received` callback: no task, future or queue per message, so the generator spends
 as little CPU as possible per message and its own cost does not masquerade as the
 server's. A client subscribes once (JSON by default, msgpack with the subprotocol) and
@@ -12,9 +13,12 @@ For every update (not snapshots) it records (client, symbol << 32 | seq, receive
 Unix ns, taken once per socket read); the runner joins that with the injector's log of
 `publishedAt`. Live counters: frames, updates, snapshots, seq regressions (an update not
 newer than the last one of its symbol: the protocol says that never happens), server
-errors, closes.
+errors, closes, and the bytes that came over the wire after the handshake.
 
-Commands from the runner (a multiprocessing pipe): ("connect",), ("mark",), ("finish",).
+Commands from the runner (a multiprocessing pipe): ("connect",), ("mark",), ("finish",),
+and ("first_updates",): per connected client, milliseconds from its connection attempt
+to its first update (a snapshot or a live one), what a reconnecting user waits to see
+prices again (the storm trial).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import os
 import resource
 import struct
 import time
+import zlib
 from array import array
 
 import msgpack
@@ -33,6 +38,8 @@ import uvloop
 
 MSGPACK_SUBPROTOCOL = "tickwire.v1.msgpack"
 OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
+CHROMIUM_DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
+DEFLATE_TAIL = b"\x00\x00\xff\xff"  # RFC 7692 §7.2.2: removed by the sender, put back here
 
 
 def client_frame(opcode: int, payload: bytes) -> bytes:
@@ -64,6 +71,7 @@ class Stats:
         self.errors: dict[str, int] = {}
         self.closed_by_server: dict[str, int] = {}
         self.lost = 0
+        self.wire_bytes = 0
 
     def take_records(self) -> tuple[bytes, bytes, bytes]:
         out = (self.rec_client.tobytes(), self.rec_key.tobytes(), self.rec_t.tobytes())
@@ -75,14 +83,18 @@ class Stats:
         return {"frames": self.frames, "updates": self.updates, "snapshots": self.snapshots,
                 "regressions": self.regressions, "errors": dict(self.errors),
                 "closed_by_server": dict(self.closed_by_server), "lost": self.lost,
+                "wire_bytes": self.wire_bytes,
                 "cpu_s": usage.ru_utime + usage.ru_stime}
 
 
 class Client(asyncio.Protocol):
     def __init__(self, ident: int, symbols: list[str], index: dict[str, int], binary: bool,
                  host: str, port: int, stats: Stats, ready: asyncio.Future,
-                 max_hz: float | None = None):
+                 max_hz: float | None = None, deflate: bool = False):
         self.ident = ident
+        self.deflate = deflate
+        # One inflater for the connection: valid whether or not the server keeps context.
+        self.inflater: zlib._Decompress | None = None
         self.max_hz = max_hz
         self.symbols = symbols
         self.index = index
@@ -97,7 +109,10 @@ class Client(asyncio.Protocol):
         self.buf = bytearray()
         self.fragments: list[bytes] = []
         self.fragment_opcode = OP_TEXT
+        self.fragment_compressed = False
         self.last: dict[int, int] = {}
+        self.began_ns = 0  # the connection attempt's start
+        self.first_update_ns = 0
 
     # -- handshake ----------------------------------------------------------------
 
@@ -108,6 +123,8 @@ class Client(asyncio.Protocol):
                  "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
         if self.binary:
             lines.append(f"Sec-WebSocket-Protocol: {MSGPACK_SUBPROTOCOL}")
+        if self.deflate:
+            lines.append(f"Sec-WebSocket-Extensions: {CHROMIUM_DEFLATE_OFFER}")
         transport.write(("\r\n".join(lines) + "\r\n\r\n").encode())
 
     def _upgrade(self) -> bool:
@@ -118,6 +135,8 @@ class Client(asyncio.Protocol):
         if b" 101 " not in status:
             self._fail(f"handshake refused: {status.decode(errors='replace')}")
             return False
+        if b"permessage-deflate" in bytes(self.buf[:end]).lower():
+            self.inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         del self.buf[:end + 4]
         self.upgraded = True
         message = {"action": "subscribe", "symbols": self.symbols}
@@ -128,6 +147,10 @@ class Client(asyncio.Protocol):
         else:
             self.transport.write(client_frame(OP_TEXT, orjson.dumps(message)))
         return True
+
+    def subscribed(self) -> bool:
+        ready = self.ready
+        return ready.done() and not ready.cancelled() and ready.exception() is None
 
     def _fail(self, reason: str) -> None:
         if not self.ready.done():
@@ -141,8 +164,12 @@ class Client(asyncio.Protocol):
         now = time.time_ns()
         buf = self.buf
         buf += data
-        if not self.upgraded and not self._upgrade():
-            return
+        if not self.upgraded:
+            if not self._upgrade():
+                return
+            self.stats.wire_bytes += len(buf)
+        else:
+            self.stats.wire_bytes += len(data)
         pos, size = 0, len(buf)
         while size - pos >= 2:
             b0, b1 = buf[pos], buf[pos + 1]
@@ -168,10 +195,15 @@ class Client(asyncio.Protocol):
                 self.fragments.append(payload)
                 if opcode:
                     self.fragment_opcode = opcode
+                    self.fragment_compressed = bool(b0 & 0x40)
                 continue
+            compressed = b0 & 0x40
             if opcode == OP_CONTINUATION:
                 payload = b"".join(self.fragments) + payload
                 opcode, self.fragments = self.fragment_opcode, []
+                compressed = self.fragment_compressed
+            if compressed:
+                payload = self.inflater.decompress(payload + DEFLATE_TAIL)
             self._frame(opcode, payload, now)
         del buf[:pos]
 
@@ -201,6 +233,8 @@ class Client(asyncio.Protocol):
             self.transport.close()
 
     def _update(self, update: dict, now: int) -> None:
+        if not self.first_update_ns:
+            self.first_update_ns = now
         symbol = self.index[update["symbol"]]
         seq = update["seq"]
         last = self.last.get(symbol, 0)
@@ -234,8 +268,10 @@ class Client(asyncio.Protocol):
 
 class Loader:
     def __init__(self, conn, host: str, port: int, clients: list[tuple[int, list[str]]],
-                 symbols: list[str], binary: bool, concurrency: int, max_hz: float | None):
+                 symbols: list[str], binary: bool, concurrency: int, max_hz: float | None,
+                 deflate: bool = False):
         self.conn = conn
+        self.deflate = deflate
         self.max_hz = max_hz
         self.host = host
         self.port = port
@@ -262,6 +298,10 @@ class Loader:
         command = self.conn.recv()
         if command[0] == "connect":
             asyncio.get_running_loop().create_task(self._connect_all())
+        elif command[0] == "first_updates":
+            self.conn.send(("first_updates", [(c.first_update_ns - c.began_ns) / 1e6
+                                              for c in self.clients
+                                              if c.first_update_ns and c.subscribed()]))
         elif command[0] == "mark":
             self.conn.send(("mark", *self.stats.take_records(), self.stats.counters()))
         elif command[0] == "finish":
@@ -269,6 +309,12 @@ class Loader:
                 client.close()
             self.conn.send(("mark", *self.stats.take_records(), self.stats.counters()))
             self.done.set_result(None)
+
+    async def _open(self, client: Client, ready: asyncio.Future) -> int:
+        """Connect `client` and wait for its `subscribed` ack; the ack's receive time."""
+        await asyncio.get_running_loop().create_connection(lambda: client, self.host, self.port)
+        self.clients.append(client)
+        return await ready
 
     async def _connect_all(self) -> None:
         """Handshake + subscribe every client, `concurrency` at a time."""
@@ -283,28 +329,33 @@ class Loader:
             async with gate:
                 begin = time.time_ns()
                 ready = loop.create_future()
+                client = Client(ident, symbols, self.index, self.binary, self.host, self.port,
+                                self.stats, ready, self.max_hz, self.deflate)
+                client.began_ns = begin
                 try:
-                    _, client = await loop.create_connection(
-                        lambda: Client(ident, symbols, self.index, self.binary, self.host,
-                                       self.port, self.stats, ready, self.max_hz),
-                        self.host, self.port)
-                    self.clients.append(client)
-                    at = await asyncio.wait_for(ready, 30)
+                    # One bound for the whole attempt, the TCP connect included (a
+                    # dropped SYN is retried by the kernel, not failed).
+                    at = await asyncio.wait_for(self._open(client, ready), 30)
                 except (OSError, ConnectionError, asyncio.TimeoutError) as exc:
                     reason = type(exc).__name__ + (f": {exc}"[:80] if str(exc) else "")
                     failures[reason] = failures.get(reason, 0) + 1
+                    if client.transport is not None:
+                        client.transport.abort()
                     return
                 durations.append((at - begin) / 1e6)
                 connected.append(ident)
 
         await asyncio.gather(*(one(ident, symbols) for ident, symbols in self.specs))
+        self.clients = [c for c in self.clients if c.subscribed()]
         self.conn.send(("connected", {"started_ns": started, "finished_ns": time.time_ns(),
                                       "connected": connected, "failures": failures,
                                       "handshake_ms": durations}))
 
 
 def main(conn, host: str, port: int, clients: list[tuple[int, list[str]]], symbols: list[str],
-         binary: bool, concurrency: int, max_hz: float | None = None) -> None:
+         binary: bool, concurrency: int, max_hz: float | None = None,
+         deflate: bool = False) -> None:
     """Process entry point (multiprocessing, spawn)."""
     uvloop.install()
-    asyncio.run(Loader(conn, host, port, clients, symbols, binary, concurrency, max_hz).run())
+    asyncio.run(Loader(conn, host, port, clients, symbols, binary, concurrency, max_hz,
+                       deflate).run())

@@ -15,6 +15,7 @@ class RecordingSink:
     batching = True
     answers_pings = True
     direct = False
+    deflate = False
 
     def __init__(self):
         self.frames: list[dict] = []

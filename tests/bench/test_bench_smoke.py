@@ -20,7 +20,8 @@ SMOKE = ["--clients", str(CLIENTS), "--symbols", "25", "--per-client", "4", "--r
          "--sat-steps", "2", "--sat-step-seconds", "1", "--loaders", "2",
          "--ingest-rate", "2000", "--ingest-clients", "5", "--ingest-seconds", "2",
          "--upstream-rate", "200", "--upstream-symbols", "20", "--upstream-seconds", "2",
-         "--coldstart-active", "10", "--coldstart-samples", "1"]
+         "--coldstart-active", "10", "--coldstart-samples", "1",
+         "--storm-clients", "60", "--storm-concurrency", "20", "--workers", "2"]
 
 
 def run_module(module: str, *argv: str, timeout: float = 540) -> subprocess.CompletedProcess:
@@ -66,7 +67,7 @@ def test_bench_smoke_report_is_complete_and_consistent(tmp_path: Path):
     assert "tickwire/baseline" in result.stdout
 
     runs = [r for r in report["runs"] if r["kind"] == "fanout"]
-    assert sorted(r["system"] for r in runs) == ["baseline", "tickwire"]
+    assert sorted(r["system"] for r in runs) == ["baseline", "tickwire", "tickwire-2w"]
     for run in runs:
         assert run["connect"]["connected"] == CLIENTS, run["connect"]
         assert run["connect"]["rate_per_s"] > 0
@@ -85,9 +86,47 @@ def test_bench_smoke_report_is_complete_and_consistent(tmp_path: Path):
             consistent_window(step)
         if "at_half" in saturation:
             consistent_window(saturation["at_half"])
-        if run["system"] == "tickwire":
+        if run["system"].startswith("tickwire"):
             assert run["loaders"]["snapshots"] == CLIENTS * 4  # one per subscribed symbol
             assert main["accounting"]["server_conflated"] is not None
+            # The edge's stall probes (issue #20): a 50 ms timer, so some observations.
+            assert main["loop_lag"]["count"] > 0 and main["loop_lag"]["p99_ms"] is not None
+            assert main["full_gc"] is not None
+        else:
+            assert main["loop_lag"] is None
+
+    # The client variants (issue #20): tickwire with deflate and with msgpack clients,
+    # beside the plain trial, each with its bytes on the wire per update.
+    variants = {r["system"]: r for r in report["runs"] if r["kind"] == "variant"}
+    assert set(variants) == {"tickwire+deflate", "tickwire+msgpack"}
+    plain = next(r for r in runs if r["system"] == "tickwire")
+    for run in variants.values():
+        assert run["connect"]["connected"] == CLIENTS, run["connect"]
+        assert run["unmatched_updates"] == 0 and run["loaders"]["regressions"] == 0
+        consistent_window(run["main"])
+        assert run["loaders"]["snapshots"] == CLIENTS * 4
+    # Compressed JSON and msgpack are both smaller on the wire than plain JSON.
+    for label in variants:
+        assert 0 < variants[label]["main"]["wire_bytes_per_update"] < \
+            plain["main"]["wire_bytes_per_update"], label
+        assert report["median"][label]["cpu_us_per_msg"] > 0
+    assert report["variant_ratio"]["tickwire+deflate/tickwire cpu_us_per_msg"] > 0
+    assert "deflate_cpu_per_msg_vs_plain_max" in report["targets"]
+
+    # The reconnect storm (issue #20): everyone subscribed, nobody refused or timed out,
+    # and every client saw its first update (each symbol has a cached snapshot).
+    (storm_run,) = [r for r in report["runs"] if r["kind"] == "storm"]
+    storm = storm_run["storm"]
+    assert storm["clients"] == storm["connected"] == 60
+    assert storm["refused"] == storm["timed_out"] == storm["other_failures"] == 0
+    assert storm["first_update_ms"]["count"] == 60 == storm["clients_with_an_update"]
+    assert storm["handshake_subscribe_ms"]["count"] == 60
+    assert storm["server_cpu_ms_per_conn"] > 0 and storm["connections_per_s"] > 0
+    assert report["median"]["tickwire"]["storm_all_subscribed_s"] > 0
+    # Two workers against one, in the same run.
+    assert report["variant_ratio"]["tickwire-2w/tickwire saturation_tick_rate"] > 0
+    assert {"storm_all_subscribed_s_max", "workers_saturation_ratio_min",
+            "half_saturation_loop_lag_p99_ms_max"} <= set(report["targets"])
 
     # The ingest trial: tickwire only (its clients use maxHz, which the baseline lacks).
     ingest = [r for r in report["runs"] if r["kind"] == "ingest"]

@@ -202,6 +202,9 @@ def test_control_messages_are_parsed_for_this_edge_only():
     assert parse_control(b'{"type":"explode","edge":"*"}', "e1") is None
     assert parse_control(b"junk", "e1") is None
     assert parse_control(msgpack.packb([1, 2]), "e1") is None
+    # A worker answers to its own id and to its pod's.
+    assert parse_control(b'{"type":"drain","edge":"pod"}', "pod.w1", "pod") == "drain"
+    assert parse_control(b'{"type":"drain","edge":"pod.w0"}', "pod.w1", "pod") is None
 
 
 async def test_a_drain_closes_sessions_concurrently_within_its_window():

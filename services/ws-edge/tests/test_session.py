@@ -1,6 +1,7 @@
 """The per-connection writer, with a recording sink standing in for the socket."""
 
 import asyncio
+import zlib
 
 import orjson
 import pytest
@@ -177,6 +178,39 @@ async def test_live_updates_of_an_idle_socket_are_coalesced_into_one_write_per_p
         assert sink.frames == []  # the writer task was not involved
     finally:
         await session.stop()
+
+
+class DeflateSink(DirectSink):
+    """A socket with permessage-deflate, negotiated without server context takeover."""
+
+    deflate = True
+
+
+async def test_compressed_sockets_share_one_compressed_frame_per_tick():
+    sinks = [DeflateSink() for _ in range(3)]
+    sessions = [watching(Session(f"z{i}", sink)) for i, sink in enumerate(sinks)]
+    try:
+        await settle()
+        frames = TickFrames(tick("A", 1))
+        for session in sessions:
+            session.offer(frames.tick, frames)
+        await settle()
+        shared = frames.ws_text_deflate
+        assert all(sink.batches == [[shared]] for sink in sinks)
+        assert all(sink.batches[0][0] is shared for sink in sinks)  # built once, not per socket
+        assert shared[0] == 0xC1  # final, RSV1 (compressed), text
+        body = shared[2:] + b"\x00\x00\xff\xff"
+        assert orjson.loads(zlib.decompressobj(-15).decompress(body)) == orjson.loads(frames.json)
+    finally:
+        for session in sessions:
+            await session.stop()
+
+
+def test_each_compressed_frame_inflates_without_the_ones_before():
+    built = [TickFrames(tick("A", seq)) for seq in range(1, 4)]
+    for frames in built:
+        body = frames.ws_binary_deflate[2:] + b"\x00\x00\xff\xff"
+        assert zlib.decompressobj(-15).decompress(body) == frames.msgpack
 
 
 async def test_the_fast_path_yields_to_queued_control_messages_and_backlogs():

@@ -66,9 +66,12 @@ async def wait_for_dependencies(settings: ServiceSettings, program: str, kafka: 
 
 
 def add_probes(app: web.Application, readiness: Readiness,
-               before_scrape: Callable[[], None] | None = None) -> None:
+               before_scrape: Callable[[], None] | None = None,
+               exposition: Callable[[], Awaitable[bytes]] | None = None) -> None:
     """/healthz (the process works), /readyz (dependencies up, not draining), /metrics.
-    `before_scrape` refreshes gauges that are cheaper to compute per scrape than to keep."""
+    `before_scrape` refreshes gauges that are cheaper to compute per scrape than to keep;
+    `exposition`, when given, makes the /metrics body instead of this process's registry
+    (an edge worker answers for all its siblings)."""
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -80,6 +83,10 @@ def add_probes(app: web.Application, readiness: Readiness,
         return web.json_response({"status": "not_ready", "reason": reason}, status=503)
 
     async def metrics(_: web.Request) -> web.Response:
+        if exposition is not None:
+            body = await exposition()
+            return web.Response(body=body,
+                                headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
         if before_scrape is not None:
             before_scrape()
         body = prometheus_client.generate_latest(prometheus_client.REGISTRY)

@@ -22,7 +22,9 @@ from tickwire.edge.observability import LATENCY_WARNINGS, export_subscriptions
 from tickwire.edge.rest import QuoteRoutes
 from tickwire.edge.settings import EdgeSettings
 from tickwire.edge.sse import stream
+from tickwire.edge.stalls import probe_loop_lag, time_collections
 from tickwire.edge.websocket import WebSocketEndpoint
+from tickwire.edge.workers import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,17 @@ SETTINGS = web.AppKey("settings", EdgeSettings)
 NODE = web.AppKey("node", EdgeNode)
 WEBSOCKETS = web.AppKey("websockets", WebSocketEndpoint)
 QUOTES = web.AppKey("quotes", QuoteRoutes)
+WORKER_METRICS = web.AppKey("worker_metrics", WorkerMetrics)
+
+
+async def _worker_metrics(app: web.Application):
+    """A worker's private metrics listener, for its siblings' /metrics, while it runs."""
+    metrics = app.get(WORKER_METRICS)
+    if metrics is not None:
+        await metrics.start()
+    yield
+    if metrics is not None:
+        await metrics.stop()
 
 
 async def _node(app: web.Application):
@@ -54,7 +67,9 @@ async def _node(app: web.Application):
                             name="edge-heartbeat"),
         asyncio.create_task(node.sweep_forever(), name="sweep"),
         asyncio.create_task(node.poll_interest.run(), name="poll-interest"),
+        asyncio.create_task(probe_loop_lag(), name="loop-lag"),
     ]
+    time_collections()
     await node.feeds.load(redis)  # after the listener started: no notice falls in between
     # Everything made so far (modules, settings, clients: ~86,000 objects) lives as long as
     # the process: take it out of the garbage collector's full passes, which otherwise
@@ -142,7 +157,16 @@ def build_app(settings: EdgeSettings) -> web.Application:
         # Names carry a content hash: a changed file is a new name.
         return web.FileResponse(path, headers={"Cache-Control": "public, max-age=31536000, immutable"})
 
+    def before_scrape() -> None:
+        node = app.get(NODE)
+        export_subscriptions(node.hub.subscriber_counts() if node is not None else {})
+
+    worker_metrics = WorkerMetrics.from_env(before_scrape)
+    if worker_metrics is not None:
+        app[WORKER_METRICS] = worker_metrics
+
     app.on_response_prepare.append(_edge_header)
+    app.cleanup_ctx.append(_worker_metrics)
     app.cleanup_ctx.append(_node)
     app.on_shutdown.append(_drain)
     app.router.add_get("/ws", ws)
@@ -153,9 +177,6 @@ def build_app(settings: EdgeSettings) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_get("/assets/{name:[A-Za-z0-9._-]+}", asset)
 
-    def before_scrape() -> None:
-        node = app.get(NODE)
-        export_subscriptions(node.hub.subscriber_counts() if node is not None else {})
-
-    add_probes(app, readiness, before_scrape)
+    add_probes(app, readiness, before_scrape,
+               worker_metrics.exposition if worker_metrics is not None else None)
     return app

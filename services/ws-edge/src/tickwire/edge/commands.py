@@ -41,6 +41,7 @@ from tickwire.edge.feeds import Feeds
 from tickwire.edge.frames import snapshot_frames
 from tickwire.edge.hub import Hub
 from tickwire.edge.session import Session
+from tickwire.edge.snapshots import SnapshotReader
 from tickwire.edge.tokens import SessionTokens
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class Commands:
                  rate_limit_close_seconds: float, tokens: SessionTokens):
         self._hub = hub
         self._tokens = tokens
-        self._bus = bus
+        self._reads = SnapshotReader(bus)  # concurrent subscribes share one MGET
         self._feeds = feeds
         self._shed = shed
         self._close_after = rate_limit_close_seconds
@@ -174,7 +175,7 @@ class Commands:
         # closed; the retry gets a fresh one.
         for _ in range(2):
             try:
-                return await self._bus.latest(symbols)
+                return await self._reads.latest(symbols)
             except (RedisError, OSError) as exc:
                 failure = exc
         log.warning("snapshot read failed: %s", failure, extra={"client": session.client_id})

@@ -2,7 +2,8 @@
 "edge": id | "*"}`, as msgpack or JSON.
 
 Guarantee: `parse_control` names the action only for a well-formed message addressed to
-this edge (or to every edge); anything else is None, never an exception.
+one of this edge's ids (its own; a worker also answers to its pod's) or to every edge;
+anything else is None, never an exception.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from tickwire.core.codecs import DecodeError, decode_msgpack
 ACTIONS = ("pause", "resume", "drain")
 
 
-def parse_control(payload: bytes, edge_id: str) -> str | None:
+def parse_control(payload: bytes, *edge_ids: str) -> str | None:
     try:
         message = decode_msgpack(payload)
     except DecodeError:
@@ -22,7 +23,7 @@ def parse_control(payload: bytes, edge_id: str) -> str | None:
             message = orjson.loads(payload)
         except orjson.JSONDecodeError:
             return None
-    if not isinstance(message, dict) or message.get("edge") not in ("*", edge_id):
+    if not isinstance(message, dict) or message.get("edge") not in ("*", *edge_ids):
         return None
     kind = message.get("type")
     return kind if kind in ACTIONS else None

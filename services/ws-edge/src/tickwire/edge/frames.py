@@ -5,11 +5,17 @@ Guarantees: a tick's `price_update` and its `batch_update` entry are each encode
 most once per wire format on this edge, however many clients get them; a
 `batch_update` frame is the join of those entries, so building one encodes nothing
 per update. A snapshot (the cached tick sent after a subscribe) is shared the same way
-through `snapshot_frames`."""
+through `snapshot_frames`.
+
+Compressed sockets share frames too: every socket that negotiated permessage-deflate
+was answered with `server_no_context_takeover` (`deflate.SharedDeflateResponse`), so a
+message compressed on its own is valid on all of them, and a tick is compressed at
+most once per wire format on this edge, not once per socket."""
 
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Iterable
 
 import orjson
@@ -23,7 +29,8 @@ class TickFrames:
     every first access in Python 3.11: this object is built once per tick."""
 
     __slots__ = ("tick", "mark", "written", "snapshot", "_message", "_json", "_msgpack",
-                 "_ws_text", "_ws_binary", "_entry_json", "_entry_msgpack")
+                 "_ws_text", "_ws_binary", "_ws_text_deflate", "_ws_binary_deflate",
+                 "_entry_json", "_entry_msgpack")
 
     def __init__(self, tick: Tick, snapshot: bool = False):
         self.tick = tick
@@ -37,6 +44,8 @@ class TickFrames:
         self._msgpack: bytes | None = None
         self._ws_text: bytes | None = None
         self._ws_binary: bytes | None = None
+        self._ws_text_deflate: bytes | None = None
+        self._ws_binary_deflate: bytes | None = None
         self._entry_json: bytes | None = None
         self._entry_msgpack: bytes | None = None
 
@@ -91,6 +100,31 @@ class TickFrames:
             self._ws_binary = websocket_frame(self.msgpack, binary=True)
         return self._ws_binary
 
+    @property
+    def ws_text_deflate(self) -> bytes:
+        """The whole compressed WebSocket frame (RSV1 set), for every deflate socket."""
+        if self._ws_text_deflate is None:
+            self._ws_text_deflate = websocket_frame(deflated(self.json), binary=False,
+                                                    compressed=True)
+        return self._ws_text_deflate
+
+    @property
+    def ws_binary_deflate(self) -> bytes:
+        if self._ws_binary_deflate is None:
+            self._ws_binary_deflate = websocket_frame(deflated(self.msgpack), binary=True,
+                                                      compressed=True)
+        return self._ws_binary_deflate
+
+
+# The pre-built frame a socket gets, by (binary, deflate): the property getters, so
+# choosing costs a socket nothing more than reading the attribute would.
+FRAME_FOR = {
+    (False, False): TickFrames.ws_text.fget,
+    (True, False): TickFrames.ws_binary.fget,
+    (False, True): TickFrames.ws_text_deflate.fget,
+    (True, True): TickFrames.ws_binary_deflate.fget,
+}
+
 
 _SNAPSHOTS: dict[str, TickFrames] = {}
 
@@ -129,9 +163,23 @@ def batch_msgpack(frames: list[TickFrames]) -> bytes:
                      _MSGPACK_TIMESTAMP, encode_msgpack(iso_now())))
 
 
-def websocket_frame(payload: bytes, binary: bool) -> bytes:
-    """An unmasked, uncompressed, final server frame (RFC 6455 §5.2)."""
-    head = 0x82 if binary else 0x81
+# One raw-deflate stream for the whole edge (RFC 7692 §7.2.1). A full flush after each
+# message empties its history, so no message refers to another: what a socket that
+# negotiated `server_no_context_takeover` may receive. Reused rather than made per tick,
+# because making one allocates its ~260 KiB of tables.
+_DEFLATE = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+_DEFLATE_TAIL = b"\x00\x00\xff\xff"
+
+
+def deflated(payload: bytes) -> bytes:
+    """`payload` as one self-contained permessage-deflate message body."""
+    data = _DEFLATE.compress(payload) + _DEFLATE.flush(zlib.Z_FULL_FLUSH)
+    return data[:-4] if data.endswith(_DEFLATE_TAIL) else data
+
+
+def websocket_frame(payload: bytes, binary: bool, compressed: bool = False) -> bytes:
+    """An unmasked, final server frame (RFC 6455 §5.2); RSV1 marks a compressed one."""
+    head = (0x82 if binary else 0x81) | (0x40 if compressed else 0)
     size = len(payload)
     if size < 126:
         return struct.pack("!BB", head, size) + payload

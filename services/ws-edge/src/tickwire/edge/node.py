@@ -35,6 +35,7 @@ from tickwire.edge.session import Session
 from tickwire.edge.settings import EdgeSettings
 from tickwire.edge.tokens import SessionTokens
 from tickwire.edge.transport import TOKEN_EXPIRED, Sink
+from tickwire.edge.workers import pod_id
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ class EdgeNode:
     # -- control ----------------------------------------------------------------------
 
     def on_control(self, _channel: str, payload: bytes) -> None:
-        kind = parse_control(payload, self.edge_id)
+        kind = parse_control(payload, self.edge_id, pod_id(self.edge_id))
         if kind is None:
             return
         log.info("control message", extra={"type": kind})

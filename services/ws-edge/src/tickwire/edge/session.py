@@ -14,7 +14,8 @@ Guarantees:
 - Control messages queued before an update was offered are written before it.
 - Pending updates go out together: one `batch_update` frame on a socket.
 - The fast path: while a socket has no writer and its transport is not backed up, a
-  live update's pre-built frame (the same bytes for every socket) is collected and
+  live update's pre-built frame (the same bytes for every socket of its format and
+  compression) is collected and
   written with every other frame due to that socket in one `writelines`, once per
   event-loop pass (so once per Redis read): no task switch, no per-socket encoding.
 - With `maxHz` a symbol is sent at most that often, always its newest value.
@@ -42,7 +43,7 @@ from prometheus_client import Counter
 
 from tickwire.core.codecs import encode_msgpack
 from tickwire.core.models import Tick
-from tickwire.edge.frames import TickFrames, batch_json, batch_msgpack
+from tickwire.edge.frames import FRAME_FOR, TickFrames, batch_json, batch_msgpack
 from tickwire.edge.limits import Throttle, TokenBucket
 from tickwire.edge.observability import HOT, observe_first_write, observe_first_writes
 from tickwire.edge.transport import Sink
@@ -72,8 +73,8 @@ class Session:
                  "changes", "rate_limited_since", "last_heard", "last_ping", "blocked_since",
                  "closed", "_pending", "_pending_count", "_queue_limit", "_control",
                  "_control_limit", "_control_bytes", "_control_byte_limit", "_on_overflow",
-                 "_throttle", "_direct", "_timer", "_writer", "_idle", "principal",
-                 "user_inbound")
+                 "_throttle", "_direct", "_frame_for", "_timer", "_writer", "_idle",
+                 "principal", "user_inbound")
 
     def __init__(self, client_id: str, sink: Sink, *, max_symbols: int = 500,
                  control_limit: int = 256, control_byte_limit: int = CONTROL_BYTE_LIMIT,
@@ -114,6 +115,7 @@ class Session:
         self._throttle: Throttle | None = None  # until a symbol gets a maxHz
         # Pre-built frames for the next flush: one frame, or a list of them.
         self._direct: bytes | list[bytes] | None = None
+        self._frame_for = FRAME_FOR[(sink.binary, sink.deflate)]
         self._timer: asyncio.TimerHandle | None = None
         # Running while something is queued; a finished one stays after a failed write,
         # so nothing more is written to a client that is gone.
@@ -198,7 +200,7 @@ class Session:
         if (self._writer is None and not frames.snapshot and self.sink.direct
                 and not self._pending and not (throttle and throttle.limits(symbol))
                 and self.sink.can_write_now()):
-            frame = frames.ws_binary if self.binary else frames.ws_text
+            frame = self._frame_for(frames)
             direct = self._direct
             if direct is None:  # the usual case, one frame per pass: no list
                 self._direct = frame

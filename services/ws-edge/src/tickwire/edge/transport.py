@@ -14,6 +14,8 @@ from typing import Protocol
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from tickwire.edge.deflate import shares_frames
+
 DIRECT_WRITE_LIMIT = 64 * 1024  # bytes a transport may hold before writes go the slow way
 TOKEN_EXPIRED = 4001  # the close code of a socket whose token lapsed unrefreshed
 
@@ -23,6 +25,7 @@ class Sink(Protocol):
     batching: bool  # several updates may share one frame (`batch_update`)
     answers_pings: bool  # silence after pings means the peer is gone
     direct: bool  # pre-built frames may go straight to the transport (`write_now`)
+    deflate: bool  # those frames must be the compressed ones (permessage-deflate)
 
     def can_write_now(self) -> bool:
         """Whether `write_now` would not queue up behind a peer that does not read."""
@@ -65,9 +68,10 @@ class WebSocketSink:
         self._transport = transport
         self._protocol = request.protocol
         _limit_buffer(transport)
-        # Pre-built frames may bypass aiohttp's writer only where it would not transform
-        # them (no permessage-deflate on this socket).
-        self.direct = transport is not None and not ws.compress
+        # Pre-built frames may bypass aiohttp's writer where they are what it would send:
+        # uncompressed, or compressed without context takeover (see `deflate`).
+        self.deflate = bool(ws.compress)
+        self.direct = transport is not None and (not ws.compress or shares_frames(ws))
 
     def can_write_now(self) -> bool:
         """Whether pre-built frames can go straight to the transport without queueing
@@ -127,6 +131,7 @@ class SseSink:
     batching = False
     answers_pings = False
     direct = False
+    deflate = False
 
     def __init__(self, response: web.StreamResponse, transport: asyncio.BaseTransport | None):
         self.response = response

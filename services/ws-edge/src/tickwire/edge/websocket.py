@@ -22,12 +22,18 @@ from prometheus_client import Counter
 from tickwire.core.codecs import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL
 from tickwire.core.models import connected_message
 from tickwire.edge.admission import Refused
+from tickwire.edge.deflate import SharedDeflateResponse
 from tickwire.edge.node import EdgeNode
 from tickwire.edge.rfc6455 import StrictWebSocketResponse
 from tickwire.edge.session import Session
 from tickwire.edge.transport import WebSocketSink
 
 log = logging.getLogger(__name__)
+
+
+class EdgeWebSocketResponse(StrictWebSocketResponse, SharedDeflateResponse):
+    """RFC 6455's checks on what a client sends (rfc6455), and permessage-deflate answered
+    so that one compressed frame per tick serves every compressed socket (deflate)."""
 
 CONNECTIONS_OPENED = Counter("tickwire_edge_connections_opened_total", "WebSockets accepted")
 
@@ -60,7 +66,7 @@ class WebSocketEndpoint:
         except Refused as refused:
             return refused.response
         try:
-            ws = StrictWebSocketResponse(
+            ws = EdgeWebSocketResponse(
                 protocols=(MSGPACK_SUBPROTOCOL, JSON_SUBPROTOCOL),
                 autoping=False,  # pongs are ours to see: two missed pings close the socket
                 max_msg_size=self.settings.max_frame_bytes,

@@ -1,0 +1,79 @@
+"""The reconnect-storm trial (issue #20): when an edge dies, its sockets reconnect to
+the others at once.
+
+One tickwire edge with a live feed (`--storm-rate` ticks/s); `--storm-clients` sockets,
+split over the load generators, connect and subscribe `--per-client` symbols each, at
+most `--storm-concurrency` attempts in flight in all, each attempt bounded by 30 s.
+Figures: time from the first attempt to the last `subscribed` ack (**all subscribed**),
+connections per second, handshake-to-ack and attempt-to-first-update percentiles (the
+first update is usually the snapshot: what a user waits to see prices again), refused
+(an HTTP answer other than 101) and timed-out attempts, and the edge's CPU per
+connection over the storm (workers included).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from bench.analysis import percentiles
+
+FIGURES = {  # name: (path in a storm result, better when)
+    "storm_all_subscribed_s": (("storm", "all_subscribed_s"), "lower"),
+    "storm_connections_per_s": (("storm", "connections_per_s"), "higher"),
+    "storm_handshake_subscribe_p99_ms": (("storm", "handshake_subscribe_ms", "p99"), "lower"),
+    "storm_first_update_p99_ms": (("storm", "first_update_ms", "p99"), "lower"),
+    "storm_refused": (("storm", "refused"), "lower"),
+    "storm_timed_out": (("storm", "timed_out"), "lower"),
+    "storm_server_cpu_ms_per_conn": (("storm", "server_cpu_ms_per_conn"), "lower"),
+    "storm_foreign_cpu_cores": (("storm", "foreign_cpu_cores"), "lower"),
+}
+
+
+def classify(failures: dict[str, int]) -> tuple[int, int, int]:
+    """(refused, timed out, other) attempts from the load generators' failure reasons."""
+    refused = sum(n for reason, n in failures.items() if "handshake refused" in reason)
+    timed_out = sum(n for reason, n in failures.items() if reason.startswith("TimeoutError"))
+    return refused, timed_out, sum(failures.values()) - refused - timed_out
+
+
+def measure(trial, rate: float) -> dict:
+    """Run the storm on a started `trial` (server, injector primed, loaders ready):
+    feed at `rate`, connect everyone at once, gather the figures."""
+    trial.injector.conn.send(("rate", rate))
+    time.sleep(1.0)  # the feed is live before the first reconnect
+    before = trial._cpu()
+    for loader in trial.loaders:
+        loader.conn.send(("connect",))
+    connects = [loader.expect("connected", 300)[1] for loader in trial.loaders]
+    after = trial._cpu()
+    time.sleep(0.5)  # the last acks' snapshots
+    firsts: list[float] = []
+    for loader in trial.loaders:
+        loader.conn.send(("first_updates",))
+        firsts.extend(loader.expect("first_updates")[1])
+    connected = sum(len(info["connected"]) for info in connects)
+    failures: dict[str, int] = {}
+    for info in connects:
+        for reason, n in info["failures"].items():
+            failures[reason] = failures.get(reason, 0) + n
+    refused, timed_out, other = classify(failures)
+    span = (max(i["finished_ns"] for i in connects) - min(i["started_ns"] for i in connects)) / 1e9
+    seconds = (after["t"] - before["t"]) / 1e9
+    cpu = {k: after[k] - before[k] for k in before if k != "t"}
+    known = sum(v for k, v in cpu.items() if k not in ("machine_busy", "server_system"))
+    return {
+        "clients": sum(len(info["connected"]) for info in connects) + sum(failures.values()),
+        "connected": connected, "refused": refused, "timed_out": timed_out,
+        "other_failures": other, "failures": failures,
+        "all_subscribed_s": round(span, 3),
+        "connections_per_s": round(connected / span, 1) if span else None,
+        "handshake_subscribe_ms": percentiles(
+            np.array([d for info in connects for d in info["handshake_ms"]])),
+        "first_update_ms": percentiles(np.array(firsts)),
+        "clients_with_an_update": len(firsts),
+        "server_cpu_ms_per_conn": round(cpu["server"] * 1e3 / connected, 3) if connected else None,
+        "cpu_cores": {k: round(v / seconds, 3) for k, v in cpu.items()} if seconds else {},
+        "foreign_cpu_cores": round((cpu["machine_busy"] - known) / seconds, 3) if seconds else None,
+    }
