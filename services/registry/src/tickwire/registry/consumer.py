@@ -115,8 +115,8 @@ class SubscriptionConsumer:
         for (event, _, _), outcome, span in zip(pending, outcomes, spans):
             span.set_attributes({"tickwire.activity_changes": outcome.changed,
                                  "tickwire.stale": outcome.stale})
-            span.end()
-            self._count(event, outcome)
+            with trace.use_span(span, end_on_exit=True):  # its log lines carry its trace
+                self._count(event, outcome)
 
     def _decode(self, record) -> SubscriptionEvent | None:
         try:
