@@ -174,28 +174,7 @@ def consistent_upstream(result: dict) -> None:
     assert result["ingestor_cpu_us_per_trade"] > 0
 
 
-@pytest.mark.timeout(300)
-def test_upstream_trial_alone_reports_consistent_figures(tmp_path: Path):
-    out = tmp_path / "upstream.json"
-    run_module("bench.upstream", "--rate", "200", "--symbols", "20", "--seconds", "2",
-               "--out", str(out), timeout=240)
-    result = json.loads(out.read_text())
-    consistent_upstream(result)
-    assert set(result["figures"]) == {"upstream_trades_in_per_s", "upstream_ticks_out_per_s",
-                                      "upstream_latency_p50_ms", "upstream_latency_p99_ms",
-                                      "upstream_cpu_us_per_trade"}
-
-
 def consistent_coldstart(result: dict) -> None:
     assert len(result["quiet_s"]) == len(result["churn_s"]) == result["samples"]
     assert all(0 < t < 60 for t in result["quiet_s"] + result["churn_s"])
     assert result["churn_messages"] > 0
-
-
-def test_coldstart_trial_alone_reports_a_first_quote_quiet_and_under_churn(tmp_path: Path):
-    out = tmp_path / "coldstart.json"
-    run_module("bench.coldstart", "--active", "20", "--samples", "2", "--out", str(out),
-               timeout=300)
-    result = json.loads(out.read_text())
-    consistent_coldstart(result)
-    assert set(result["figures"]) == {"coldstart_first_quote_ms", "coldstart_first_quote_churn_ms"}
