@@ -143,7 +143,8 @@ class SseSink:
         return False
 
     def write_now(self, frames: bytes | list[bytes]) -> None:
-        raise NotImplementedError("an SSE stream takes no pre-built WebSocket frames")
+        # Never reached: can_write_now() is False, so the session always queues for SSE.
+        raise TypeError("an SSE stream takes no pre-built WebSocket frames")
 
     async def write(self, frame: bytes) -> None:
         if self._closed:
