@@ -49,6 +49,19 @@ class Rig:
         self.conn = StreamConnection(FinnhubAdapter(fakes.ws_url(FINNHUB), GOOD_KEY, cap),
                                      self.manager, backoff_seconds=0.05, backoff_max_seconds=0.2)
         self.manager.add(self.conn)
+        self.steps = 0  # the manager's completed decision steps
+        step = self.manager.step
+
+        async def counted() -> None:
+            await step()
+            self.steps += 1
+
+        self.manager.step = counted
+
+    async def steps_pass(self, count: int) -> None:
+        """Returns once the manager has decided `count` more times."""
+        target = self.steps + count
+        await until(lambda: self.steps >= target)
 
     def watch(self, symbols: dict[str, int]) -> None:
         for symbol, subscribers in symbols.items():
@@ -79,7 +92,7 @@ async def test_only_watched_symbols_with_a_seed_stream_and_seq_runs_on_from_poll
     async with rig(redis_url, fakes) as r, redis_at(redis_url) as redis:
         r.watch({"AAPL": 2, "MSFT": 1})
         # No REST quote yet: nothing to seed from, so nothing streams (polling serves them).
-        await asyncio.sleep(0.6)
+        await r.steps_pass(2)
         assert fake.ever_subscribed() == set() and r.manager.streamed == {}
         polled = await r.publisher.publish(rest_quote("AAPL"))
         await r.publisher.publish(rest_quote("MSFT", 400.0))
@@ -122,13 +135,12 @@ async def test_a_burst_of_trades_is_conflated_to_the_newest_state(redis_url, fak
         # 30 trades in one frame: one tick, carrying the newest price and all the volume.
         assert tick.seq == first.seq + 1
         assert tick.data["price"] == 100.3 and tick.data["volume"] == 10_300
-        await asyncio.sleep(1.5)  # past the next conflation slot: nothing stale follows
-        assert (await cached(redis, "AAPL")).seq == first.seq + 1
-
         # An out-of-order trade (older than the newest) adds volume, never turns the price back.
         await asyncio.to_thread(fakes.trade, FINNHUB, "AAPL", 90.0, 5, now)
         late = await until_async(lambda: _cached_volume(redis, "AAPL", 10_305))
         assert late.data["price"] == 100.3 and late.data["low"] == 90.0
+        # The very next tick: nothing (no stale copy of the burst) was published between.
+        assert late.seq == first.seq + 2
 
 
 async def test_most_watched_symbols_stream_within_the_cap(redis_url, fake_streams):
@@ -177,7 +189,7 @@ async def test_a_symbol_the_provider_refuses_goes_back_to_polling(redis_url, fak
         r.watch({"BBB": 1})
         await until(lambda: r.conn.errors == 1)
         await until(lambda: set(r.manager.streamed) == {"AAA"})
-        await asyncio.sleep(0.6)  # a few steps: it is not offered again at once
+        await r.steps_pass(3)  # a few decisions: it is not offered again at once
         assert set(r.manager.streamed) == {"AAA"} and r.conn.held == {"AAA"}
 
 

@@ -175,9 +175,10 @@ async def test_polled_interest_holds_a_symbol_without_a_session(bus, heard):
     hub = hub_on(bus, heard)
     assert await hub.hold(["POLL"]) == []
     session = Session("a", RecordingSink())
-    await hub.subscribe(session, ["POLL"])
+    await hub.subscribe(session, ["POLL", "WATCHED"])
     hub.leave(session)
-    await asyncio.sleep(0.1)  # past the release delay: still held for the poller
+    # WATCHED, left at the same moment, is released by the delay; POLL is still held.
+    await until(lambda: ("unsubscribe", "WATCHED") in heard.events)
     assert hub.symbols() == ["POLL"] and hub.subscriber_counts() == {"POLL": 1}
     hub.let_go(["POLL"])
     await until(lambda: hub.symbols() == [])

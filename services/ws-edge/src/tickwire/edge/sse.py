@@ -12,7 +12,6 @@ and ends (there is no refresh on SSE: reconnect with a new token).
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 from aiohttp import web
@@ -50,15 +49,7 @@ async def stream(request: web.Request, node: EdgeNode) -> web.StreamResponse:
     session = node.open_session(uuid.uuid4().hex, sink, "sse", address, principal)
     try:
         await node.commands.subscribe(session, Subscribe(symbols), ack=False)
-        # aiohttp does not cancel a handler whose client left; look at the transport.
-        while not sink.done.is_set():
-            transport = request.transport
-            if transport is None or transport.is_closing():
-                break
-            try:
-                await asyncio.wait_for(sink.done.wait(), 1.0)
-            except asyncio.TimeoutError:
-                pass
+        await sink.done.wait()  # the client left, a write failed, or the edge closed it
     finally:
         await node.untrack(session, "sse")
     return response

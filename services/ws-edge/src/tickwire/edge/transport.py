@@ -124,8 +124,41 @@ class WebSocketSink:
             self._transport.abort()
 
 
+class _LossSignal(asyncio.Protocol):
+    """Stands between a transport and aiohttp's protocol, forwarding everything, and sets
+    `lost` when the connection ends: aiohttp does not cancel a streaming handler whose
+    client left, and an SSE client sends nothing that a read could fail on."""
+
+    def __init__(self, inner: asyncio.Protocol, lost: asyncio.Event):
+        self._inner = inner
+        self._lost = lost
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            self._inner.connection_lost(exc)
+        finally:
+            self._lost.set()
+
+
 class SseSink:
-    """Server-Sent Events: one `data:` event per message, the same JSON as the socket."""
+    """Server-Sent Events: one `data:` event per message, the same JSON as the socket.
+    `done` is set when the stream ends: closed by the edge, a failed write, or the client
+    gone (seen the moment its connection drops, not at the next write)."""
 
     binary = False
     batching = False
@@ -138,6 +171,11 @@ class SseSink:
         self._transport = transport
         self._closed = False
         self.done = asyncio.Event()
+        if transport is not None:
+            if transport.is_closing():
+                self.done.set()
+            else:
+                transport.set_protocol(_LossSignal(transport.get_protocol(), self.done))
 
     def can_write_now(self) -> bool:
         return False
