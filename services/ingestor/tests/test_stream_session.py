@@ -4,12 +4,13 @@ and conflation's guarantees, as pure logic."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 from tickwire.core.models import StockQuote
 from tickwire.ingestor.streams.alpaca import rfc3339
 from tickwire.ingestor.streams.base import Trade
 from tickwire.ingestor.streams.conflate import Conflator
+from tickwire.ingestor.streams.holidays import closed_all_day, early_close, easter, holidays
 from tickwire.ingestor.streams.session import Session, market_open, new_york, session_of
 
 
@@ -32,6 +33,30 @@ def test_sessions_open_at_half_past_nine_and_the_market_keeps_hours():
     assert market_open(utc(2024, 3, 13, 13, 30)) and market_open(utc(2024, 3, 13, 19, 59))
     assert not market_open(utc(2024, 3, 13, 20, 0))               # 16:00
     assert not market_open(utc(2024, 3, 16, 15, 0))               # a Saturday
+
+
+def test_the_market_keeps_the_exchange_holidays_and_early_closes():
+    # The NYSE's published 2024 and 2025 holidays.
+    assert sorted(holidays(2024)) == [
+        date(2024, 1, 1), date(2024, 1, 15), date(2024, 2, 19), date(2024, 3, 29),
+        date(2024, 5, 27), date(2024, 6, 19), date(2024, 7, 4), date(2024, 9, 2),
+        date(2024, 11, 28), date(2024, 12, 25)]
+    assert sorted(holidays(2025)) == [
+        date(2025, 1, 1), date(2025, 1, 20), date(2025, 2, 17), date(2025, 4, 18),
+        date(2025, 5, 26), date(2025, 6, 19), date(2025, 7, 4), date(2025, 9, 1),
+        date(2025, 11, 27), date(2025, 12, 25)]
+    # Weekend rules: Juneteenth 2022 (a Sunday) on Monday; Independence Day 2026 (a
+    # Saturday) on Friday; New Year's Day 2022 (a Saturday) not taken on 2021-12-31.
+    assert date(2022, 6, 20) in holidays(2022) and date(2026, 7, 3) in holidays(2026)
+    assert not closed_all_day(date(2021, 12, 31)) and date(2021, 12, 24) in holidays(2021)
+    assert [easter(y) for y in (2024, 2025, 2026)] == [
+        date(2024, 3, 31), date(2025, 4, 20), date(2026, 4, 5)]
+    assert [d for d in (date(2024, 7, 3), date(2024, 11, 29), date(2024, 12, 24))
+            if early_close(d)] == [date(2024, 7, 3), date(2024, 11, 29), date(2024, 12, 24)]
+    assert not early_close(date(2026, 7, 3))                      # the holiday itself
+    assert not market_open(utc(2024, 11, 28, 16, 0))              # Thanksgiving, 11:00 EST
+    assert market_open(utc(2024, 11, 29, 17, 59))                 # 12:59 EST, early close
+    assert not market_open(utc(2024, 11, 29, 18, 0))              # 13:00 EST
 
 
 def quote(price: float = 100.0) -> StockQuote:

@@ -19,10 +19,12 @@ from tickwire.core import names
 from tickwire.core.models import StockQuote, iso_from_unix
 from tickwire.core.redisconn import run_scripts
 from tickwire.ingestor.streams.base import Trade
+from tickwire.ingestor.streams.holidays import closed_all_day, early_close
 
 SESSION_TTL_SECONDS = 5 * 24 * 3600  # a long weekend and a holiday
 OPEN = timedelta(hours=9, minutes=30)
 CLOSE = timedelta(hours=16)
+EARLY_CLOSE = timedelta(hours=13)
 
 
 def _nth_sunday(year: int, month: int, n: int) -> date:
@@ -67,10 +69,14 @@ def session_of(at: float) -> str:
 
 
 def market_open(at: float) -> bool:
-    """Regular US trading hours (Monday to Friday, 09:30–16:00 New York; holidays aside)."""
+    """Regular US trading hours: 09:30–16:00 New York on trading days, to 13:00 on the
+    early-close days, never on weekends and full holidays (`holidays`)."""
     local = new_york(at)
+    day = local.date()
+    if closed_all_day(day):
+        return False
     since_midnight = local - local.replace(hour=0, minute=0, second=0, microsecond=0)
-    return local.weekday() < 5 and OPEN <= since_midnight < CLOSE
+    return OPEN <= since_midnight < (EARLY_CLOSE if early_close(day) else CLOSE)
 
 
 @dataclass(slots=True)
