@@ -206,12 +206,12 @@ class StreamManager:
             STREAM_SYMBOLS.labels(stream.name).set(len(mine))
 
     async def _silence(self, now: float) -> None:
-        wall = self._wall()
+        is_open = market_open(self._wall())  # once per step: it is not cheap, per symbol
         silent = []
         for symbol, entry in list(self.streamed.items()):
             stream = self._by_name[entry.stream]
             quiet_since = entry.last_trade if entry.last_trade is not None else entry.since
-            if (stream.always_live or market_open(wall)) and \
+            if (stream.always_live or is_open) and \
                     now - quiet_since > self.freshness_seconds:
                 silent.append(symbol)
                 self._demote(symbol, "silent", self.silence_pause_seconds)
