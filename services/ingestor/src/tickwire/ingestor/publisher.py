@@ -97,9 +97,13 @@ class TickPublisher:
                 "tickwire.symbols": [quotes[i].symbol for i in changed]}) as span:
             parent = traceparent()
             drafts = [_draft(quotes[i], parent) for i in changed]
+            # The epoch a symbol's sequence starts with, where it starts now: fresh for
+            # every batch, so a restarted sequence never reuses its old epoch; symbols of
+            # one batch may share it (an epoch only tells one symbol's sequences apart).
+            epoch = uuid.uuid4().hex[:8]
             replies = await run_scripts(self._redis, self._script, [
                 ([names.seq_key(d.symbol), names.quote_key(d.symbol), names.tick_channel(d.symbol)],
-                 [uuid.uuid4().hex[:8], self._command, observed_ms, _head(d)])
+                 [epoch, self._command, observed_ms, _head(d)])
                 for i, d in zip(changed, drafts)])
             for index, draft, reply in zip(changed, drafts, replies):
                 if isinstance(reply, Exception):
