@@ -22,7 +22,7 @@ from datetime import date, timedelta
 from functools import lru_cache
 
 
-def _nth_weekday(year: int, month: int, weekday: int, n: int) -> date:
+def nth_weekday(year: int, month: int, weekday: int, n: int) -> date:
     """The `n`-th `weekday` (Monday 0) of the month; n = -1 for the last one."""
     if n > 0:
         first = date(year, month, 1)
@@ -57,13 +57,13 @@ def _observed(day: date) -> date:
 @lru_cache(maxsize=8)
 def holidays(year: int) -> frozenset[date]:
     days = {
-        _nth_weekday(year, 1, 0, 3),             # Martin Luther King Jr. Day
-        _nth_weekday(year, 2, 0, 3),             # Washington's Birthday
+        nth_weekday(year, 1, 0, 3),             # Martin Luther King Jr. Day
+        nth_weekday(year, 2, 0, 3),             # Washington's Birthday
         easter(year) - timedelta(days=2),        # Good Friday
-        _nth_weekday(year, 5, 0, -1),            # Memorial Day
+        nth_weekday(year, 5, 0, -1),            # Memorial Day
         _observed(date(year, 7, 4)),             # Independence Day
-        _nth_weekday(year, 9, 0, 1),             # Labor Day
-        _nth_weekday(year, 11, 3, 4),            # Thanksgiving
+        nth_weekday(year, 9, 0, 1),             # Labor Day
+        nth_weekday(year, 11, 3, 4),            # Thanksgiving
         _observed(date(year, 12, 25)),           # Christmas
     }
     if year >= 2022:
@@ -84,5 +84,5 @@ def early_close(day: date) -> bool:
     if closed_all_day(day):
         return False
     year = day.year
-    return day in (date(year, 7, 3), _nth_weekday(year, 11, 3, 4) + timedelta(days=1),
+    return day in (date(year, 7, 3), nth_weekday(year, 11, 3, 4) + timedelta(days=1),
                    date(year, 12, 24))

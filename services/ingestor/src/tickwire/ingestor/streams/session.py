@@ -19,17 +19,13 @@ from tickwire.core import names
 from tickwire.core.models import StockQuote, iso_from_unix
 from tickwire.core.redisconn import run_scripts
 from tickwire.ingestor.streams.base import Trade
-from tickwire.ingestor.streams.holidays import closed_all_day, early_close
+from tickwire.ingestor.streams.holidays import closed_all_day, early_close, nth_weekday
 
 SESSION_TTL_SECONDS = 5 * 24 * 3600  # a long weekend and a holiday
 OPEN = timedelta(hours=9, minutes=30)
 CLOSE = timedelta(hours=16)
 EARLY_CLOSE = timedelta(hours=13)
-
-
-def _nth_sunday(year: int, month: int, n: int) -> date:
-    first = date(year, month, 1)
-    return first + timedelta(days=(6 - first.weekday()) % 7 + 7 * (n - 1))
+SUNDAY = 6
 
 
 def new_york(at: float) -> datetime:
@@ -38,8 +34,9 @@ def new_york(at: float) -> datetime:
     utc = datetime.fromtimestamp(at, tz=timezone.utc).replace(tzinfo=None)
     # DST: from 2:00 local on March's second Sunday (07:00 UTC) to 2:00 local on
     # November's first Sunday (06:00 UTC).
-    start = datetime.combine(_nth_sunday(utc.year, 3, 2), datetime.min.time()) + timedelta(hours=7)
-    end = datetime.combine(_nth_sunday(utc.year, 11, 1), datetime.min.time()) + timedelta(hours=6)
+    midnight = datetime.min.time()
+    start = datetime.combine(nth_weekday(utc.year, 3, SUNDAY, 2), midnight) + timedelta(hours=7)
+    end = datetime.combine(nth_weekday(utc.year, 11, SUNDAY, 1), midnight) + timedelta(hours=6)
     return utc - timedelta(hours=4 if start <= utc < end else 5)
 
 
