@@ -80,6 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="seconds after a window in which its ticks may still arrive")
     t.add_argument("--repeats", type=int, default=3, help="trials per system (median reported)")
     t.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset")
+    t.add_argument("--no-fanout", action="store_true",
+                   help="skip the fan-out trials (main window, saturation search, workers) "
+                        "and run only the other trials, e.g. the storm")
     s = p.add_argument_group("saturation search")
     s.add_argument("--sat-steps", type=int, default=8, help="most rate steps up")
     s.add_argument("--sat-factor", type=float, default=1.5, help="rate multiplier per step")
@@ -451,6 +454,17 @@ class Trial:
                 "ticks_received": None if None in (received0, received1) else received1 - received0,
                 "conflated": None if None in (conflated0, conflated1) else conflated1 - conflated0}
 
+    def _summarise_profiles(self) -> str:
+        """Write the summary of this trial's py-spy profiles (and a `*-latest.txt` copy);
+        returns its file name."""
+        from bench.profile import summarise
+        summary = self.profiles[-1].with_suffix(".txt")
+        summary.write_text("".join(summarise(path) + "\n" for path in self.profiles))
+        latest = ("profile-latest.txt" if self.kind == "fanout"
+                  else f"profile-{self.kind}-latest.txt")
+        shutil.copyfile(summary, self.args.out / latest)
+        return summary.name
+
     def _spy(self, phase: str) -> subprocess.Popen:
         """py-spy sampling the server until `_unspy` (100 Hz, the edge paused per sample)."""
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -530,7 +544,9 @@ class Trial:
             for loader in self.loaders:
                 loader.expect("ready")
             if self.kind == "storm":
-                result["storm"] = storm.measure(self, args.storm_rate)
+                result["storm"] = storm.measure(self, args.storm_rate, profile=args.profile)
+                if args.profile:
+                    result["profile"] = self._summarise_profiles()
                 return result
             profile = args.profile and self.system.startswith("tickwire")
             spy = self._spy("connect") if profile else None
@@ -577,13 +593,7 @@ class Trial:
                 main["t0"], main["t1"], int(self.workload.watchers().max()))
             result["main"] = figures
             if profile:
-                from bench.profile import summarise
-                summary = self.profiles[-1].with_suffix(".txt")
-                summary.write_text("".join(summarise(path) + "\n" for path in self.profiles))
-                latest = ("profile-latest.txt" if self.kind == "fanout"
-                          else f"profile-{self.kind}-latest.txt")
-                shutil.copyfile(summary, self.args.out / latest)
-                result["profile"] = summary.name
+                result["profile"] = self._summarise_profiles()
             if self.kind == "fanout":
                 result["saturation"] = self._saturate(subs, figures)
             end = time.time_ns()
@@ -906,8 +916,8 @@ def main(argv: list[str] | None = None) -> int:
     # With maxHz the baseline (which has none) would measure its clients, not its ingest.
     ingest_systems = [system for system in args.systems
                       if system == "tickwire" or not args.ingest_max_hz]
-    fanout_systems = list(args.systems)
-    if args.workers >= 2 and "tickwire" in args.systems:
+    fanout_systems = [] if args.no_fanout else list(args.systems)
+    if args.workers >= 2 and "tickwire" in fanout_systems:
         fanout_systems.append(workers_system(args.workers))
     try:
         stack.start()
@@ -990,7 +1000,7 @@ def main(argv: list[str] | None = None) -> int:
     medians, ratio = summarise(results, fanout_systems, FIGURES)
     if storm_results:
         storm_medians, _ = summarise(storm_results, ["tickwire"], storm.FIGURES)
-        medians["tickwire"].update(storm_medians["tickwire"])
+        medians.setdefault("tickwire", {}).update(storm_medians["tickwire"])
     if variant_results:
         labels = [f"tickwire+{v}" for v in args.variants]
         variant_medians, _ = summarise(variant_results, labels, VARIANT_FIGURES)
@@ -998,10 +1008,10 @@ def main(argv: list[str] | None = None) -> int:
     variant_ratio = variant_ratios(medians, args.variants)
     if args.workers >= 2:
         variant_ratio.update(workers_ratios(medians, workers_system(args.workers)))
-    if upstream_results and "tickwire" in medians:
-        medians["tickwire"].update(upstream.medians(upstream_results))
-    if coldstart_results and "tickwire" in medians:
-        medians["tickwire"].update(coldstart.medians(coldstart_results))
+    if upstream_results:
+        medians.setdefault("tickwire", {}).update(upstream.medians(upstream_results))
+    if coldstart_results:
+        medians.setdefault("tickwire", {}).update(coldstart.medians(coldstart_results))
     if ingest_results:
         ingest_medians, ingest_ratio = summarise(ingest_results, ingest_systems, INGEST_FIGURES)
         for system in ingest_systems:
@@ -1036,7 +1046,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     paths = [args.out / f"{stamp}.json", args.out / "latest.json"]
-    if not args.no_chart:
+    if results and not args.no_chart:
         from bench.chart import draw
         report["chart"] = f"{stamp}.png"
         draw(results, fanout_systems, args.out / f"{stamp}.png")

@@ -38,16 +38,20 @@ def classify(failures: dict[str, int]) -> tuple[int, int, int]:
     return refused, timed_out, sum(failures.values()) - refused - timed_out
 
 
-def measure(trial, rate: float) -> dict:
+def measure(trial, rate: float, profile: bool = False) -> dict:
     """Run the storm on a started `trial` (server, injector primed, loaders ready):
-    feed at `rate`, connect everyone at once, gather the figures."""
+    feed at `rate`, connect everyone at once, gather the figures. With `profile`, py-spy
+    samples the edge from the first attempt to the last ack."""
     trial.injector.conn.send(("rate", rate))
     time.sleep(1.0)  # the feed is live before the first reconnect
+    spy = trial._spy("storm") if profile else None
     before = trial._cpu()
     for loader in trial.loaders:
         loader.conn.send(("connect",))
     connects = [loader.expect("connected", 300)[1] for loader in trial.loaders]
     after = trial._cpu()
+    if spy is not None:
+        trial._unspy(spy)
     time.sleep(0.5)  # the last acks' snapshots
     firsts: list[float] = []
     for loader in trial.loaders:
