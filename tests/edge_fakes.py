@@ -42,6 +42,9 @@ class RecordingSink:
     def write_now(self, frames) -> None:
         raise AssertionError("not a direct sink")
 
+    def prebuilt(self, payload: bytes) -> None:
+        return None
+
 
 def updates(frames: list[dict]) -> list[tuple[str, int]]:
     found = []

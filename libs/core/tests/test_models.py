@@ -1,9 +1,12 @@
 import math
+from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tickwire.core.models import (ErrorCode, InvalidQuote, Ping, ProtocolError, Refresh, StockQuote,
-                                  Subscribe, Tick, Unsubscribe, normalise_symbol,
+                                  Subscribe, Tick, Unsubscribe, iso_from_unix, normalise_symbol,
                                   parse_client_message, price_update_message)
 
 
@@ -99,3 +102,14 @@ def test_price_update_marks_snapshots_only():
     tick = Tick("AAPL", quote().to_wire(), seq=5, epoch="a", published_at=1)
     assert "snapshot" not in price_update_message(tick)
     assert price_update_message(tick, snapshot=True)["snapshot"] is True
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(st.floats(min_value=-2e9, max_value=4e9, allow_nan=False),
+                 st.integers(min_value=0, max_value=4_000_000_000_000).map(lambda ms: ms / 1000),
+                 st.integers(min_value=0, max_value=4_000_000_000).map(lambda s: s + 0.9999995)))
+def test_iso_from_unix_says_what_datetime_says(seconds):
+    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    expected = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    assert iso_from_unix(seconds) == expected
+    assert iso_from_unix(seconds) == expected  # the second's cached text gives the same

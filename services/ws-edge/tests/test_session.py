@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from tickwire.core.models import Tick
-from tickwire.edge.frames import TickFrames
+from tickwire.edge.frames import TickFrames, websocket_frame
 from tickwire.edge.session import Session
 
 from edge_fakes import RecordingSink, settle, updates
@@ -163,6 +163,16 @@ class DirectSink(RecordingSink):
     def write_now(self, frames: bytes | list[bytes]) -> None:
         self.batches.append([frames] if isinstance(frames, bytes) else frames)
 
+    def prebuilt(self, payload: bytes) -> bytes:
+        return websocket_frame(payload, self.binary)
+
+
+def payload_of(frame: bytes) -> dict:
+    """The JSON message of one unmasked server frame (RFC 6455 §5.2)."""
+    size = frame[1] & 0x7F
+    start = 2 if size < 126 else 4 if size == 126 else 10
+    return orjson.loads(frame[start:])
+
 
 async def test_live_updates_of_an_idle_socket_are_coalesced_into_one_write_per_pass():
     sink = DirectSink()
@@ -213,19 +223,23 @@ def test_each_compressed_frame_inflates_without_the_ones_before():
         assert zlib.decompressobj(-15).decompress(body) == frames.msgpack
 
 
-async def test_the_fast_path_yields_to_queued_control_messages_and_backlogs():
+async def test_control_messages_and_updates_keep_their_order_on_either_path():
     sink = DirectSink()
     session = watching(Session("c4", sink))
     try:
         await settle()
-        session.send({"type": "subscribed", "symbols": ["A"]})
-        session.offer(tick("A", 1), TickFrames(tick("A", 1)))  # behind the ack: queued
+        session.send({"type": "subscribed", "symbols": ["A"]})  # nothing ahead: the fast path
+        session.offer(tick("A", 1), TickFrames(tick("A", 1)))
         await settle()
-        assert [f["type"] for f in sink.frames] == ["subscribed", "price_update"]
+        assert [[payload_of(f)["type"] for f in batch] for batch in sink.batches] == \
+            [["subscribed", "price_update"]]  # one write, in order, no writer task
+        assert sink.frames == []
         sink.room = False  # the transport is backed up: the writer (and conflation) take over
+        session.send({"type": "pong", "timestamp": "1"})
         session.offer(tick("A", 2), TickFrames(tick("A", 2)))
         await settle()
-        assert updates(sink.frames)[-1] == ("A", 2) and sink.batches == []
+        assert [f["type"] for f in sink.frames] == ["pong", "price_update"]
+        assert updates(sink.frames) == [("A", 2)] and len(sink.batches) == 1
     finally:
         await session.stop()
 
@@ -301,3 +315,14 @@ def test_a_symbol_change_budget_counts_symbols_not_messages():
     assert not session.take_changes(0.0, 1)
     assert session.take_changes(2.0, 2)  # refilled at change_rate
     assert session.take_changes(2.0, 0)
+
+
+async def test_flush_writes_what_the_fast_path_collected_before_a_close():
+    sink = DirectSink()
+    session = watching(Session("c9", sink))
+    await settle()
+    session.send({"type": "reconnect", "delayMs": 0})  # collected for the end of the pass
+    await session.flush(1.0)
+    await session.stop()  # the close right after: nothing collected is left behind
+    await settle()
+    assert [[payload_of(f)["type"] for f in batch] for batch in sink.batches] == [["reconnect"]]

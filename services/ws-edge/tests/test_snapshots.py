@@ -1,5 +1,7 @@
-"""SnapshotReader: the snapshot reads of many subscribes share one MGET (pure logic; a
-recording stand-in for the bus)."""
+"""SnapshotReader: the snapshot reads of many subscribes share one MGET; LatestTicks: a
+held symbol's snapshot comes from the ticks the edge saw, and a read is kept only when
+nothing newer can have happened meanwhile (pure logic; a recording stand-in for the bus).
+tests/integration/test_edge_snapshots.py drives the same through a real edge and Redis."""
 
 from __future__ import annotations
 
@@ -9,13 +11,13 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tickwire.core.models import Tick
-from tickwire.edge.snapshots import SnapshotReader
+from tickwire.edge.snapshots import LatestTicks, SnapshotReader
 
 pytestmark = pytest.mark.asyncio
 
 
-def tick(symbol: str) -> Tick:
-    return Tick(symbol=symbol, data={"symbol": symbol, "price": 1.0}, seq=1, epoch="e",
+def tick(symbol: str, seq: int = 1) -> Tick:
+    return Tick(symbol=symbol, data={"symbol": symbol, "price": 1.0}, seq=seq, epoch="e",
                 published_at="2026-12-02T00:00:00Z")
 
 
@@ -26,6 +28,7 @@ class Bus:
         self.cached = cached
         self.reads: list[list[str]] = []
         self.fail = fail  # how many reads fail first
+        self.losses = 0  # subscriber connections lost
 
     async def latest(self, symbols: list[str]) -> list[Tick | None]:
         self.reads.append(list(symbols))
@@ -74,3 +77,65 @@ async def test_nothing_asked_reads_nothing():
     bus = Bus({})
     assert await SnapshotReader(bus).latest([]) == []
     assert bus.reads == []
+
+
+async def test_a_held_symbol_is_read_once_then_follows_its_ticks():
+    bus = Bus({"A": tick("A", 1)})
+    latest = LatestTicks(bus)
+    assert [t.seq for t in await latest.latest(["A"])] == [1]
+    latest.saw(tick("A", 2))
+    assert [t.seq for t in await latest.latest(["A"])] == [2]
+    assert bus.reads == [["A"]]
+
+
+async def test_nothing_cached_is_remembered_until_the_first_tick():
+    bus = Bus({})
+    latest = LatestTicks(bus)
+    assert await latest.latest(["A"]) == [None]
+    assert await latest.latest(["A"]) == [None]
+    latest.saw(tick("A", 1))
+    assert [t.seq for t in await latest.latest(["A"])] == [1]
+    assert bus.reads == [["A"]]
+
+
+async def test_a_tick_seen_during_the_read_wins_over_it():
+    bus = Bus({"A": tick("A", 1)})
+    latest = LatestTicks(bus)
+    answer = asyncio.ensure_future(latest.latest(["A"]))
+    await asyncio.sleep(0)  # the read is in flight
+    latest.saw(tick("A", 2))
+    assert [t.seq for t in await answer] == [2]
+    assert [t.seq for t in await latest.latest(["A"])] == [2]
+
+
+async def test_a_read_overlapping_a_release_is_not_kept():
+    bus = Bus({"A": tick("A", 1)})
+    latest = LatestTicks(bus)
+    answer = asyncio.ensure_future(latest.latest(["A"]))
+    await asyncio.sleep(0)
+    latest.forget("B")  # released (and maybe held again) meanwhile: ticks may be unseen
+    assert [t.seq for t in await answer] == [1]
+    await latest.latest(["A"])
+    assert bus.reads == [["A"], ["A"]]
+
+
+async def test_a_lost_subscriber_connection_drops_what_was_seen():
+    bus = Bus({"A": tick("A", 1)})
+    latest = LatestTicks(bus)
+    latest.saw(tick("A", 5))
+    bus.losses += 1  # ticks published meanwhile never arrived: Redis knows better
+    assert [t.seq for t in await latest.latest(["A"])] == [1]
+    answer = asyncio.ensure_future(latest.latest(["B"]))
+    await asyncio.sleep(0)
+    bus.losses += 1  # during a read: its answer is not kept either
+    await answer
+    await latest.latest(["B"])
+    assert bus.reads == [["A"], ["B"], ["B"]]
+
+
+async def test_a_failed_read_leaves_nothing_behind():
+    bus = Bus({"A": tick("A", 1)}, fail=1)
+    latest = LatestTicks(bus)
+    with pytest.raises(RedisConnectionError):
+        await latest.latest(["A"])
+    assert [t.seq for t in await latest.latest(["A"])] == [1]

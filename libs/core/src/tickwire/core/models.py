@@ -38,9 +38,26 @@ def iso_now() -> str:
     return text
 
 
+_second_cache: tuple[int, str] = (-1, "")  # (Unix second, its text up to the '.')
+
+
 def iso_from_unix(seconds: float) -> str:
-    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """`seconds` as ISO-8601 UTC with milliseconds, exactly as `datetime.fromtimestamp`
+    would give it (microseconds rounded half-even, then truncated to milliseconds). The
+    text of the whole second is reused while the second lasts: strftime is the cost."""
+    global _second_cache
+    frac, whole = math.modf(seconds)
+    micros = round(frac * 1e6)
+    second = int(whole)
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    elif micros < 0:
+        second, micros = second - 1, micros + 1_000_000
+    cached, prefix = _second_cache
+    if second != cached:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+        _second_cache = (second, prefix)
+    return f"{prefix}{micros // 1000:03d}Z"
 
 
 def unix_from_iso(text: str) -> float:

@@ -34,6 +34,7 @@ class TickBus(Protocol):
     every other subscribed channel's to the tick handler (`on_ticks`)."""
 
     connected: asyncio.Event
+    losses: int  # subscriber connections lost so far: messages sent meanwhile never arrive
 
     def on(self, channel: str, handler: MessageHandler) -> None: ...
     def on_ticks(self, handler: MessageHandler) -> None: ...
@@ -58,6 +59,7 @@ class RedisTickBus:
         self._conn: SubscriberConnection | None = None
         self._lock = asyncio.Lock()
         self.connected = asyncio.Event()
+        self.losses = 0
 
     @property
     def redis(self) -> RedisClient:
@@ -156,6 +158,7 @@ class RedisTickBus:
                 raise
             except (RedisError, OSError) as exc:
                 self.connected.clear()
+                self.losses += 1
                 self._close()
                 delay = backoff_delay(attempt, 0.1, 5.0)
                 attempt += 1

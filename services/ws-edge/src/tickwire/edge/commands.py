@@ -35,13 +35,11 @@ from tickwire.core.codecs import DecodeError, decode_json, decode_msgpack
 from tickwire.core.models import (ErrorCode, Ping, ProtocolError, Refresh, Subscribe, Tick,
                                   Unsubscribe, ack_message, error_message, normalise_symbol,
                                   parse_client_message, pong_message, refreshed_message)
-from tickwire.core.tickbus import TickBus
 from tickwire.edge.auth import Unauthorized
 from tickwire.edge.feeds import Feeds
 from tickwire.edge.frames import snapshot_frames
 from tickwire.edge.hub import Hub
 from tickwire.edge.session import Session
-from tickwire.edge.snapshots import SnapshotReader
 from tickwire.edge.tokens import SessionTokens
 
 log = logging.getLogger(__name__)
@@ -72,11 +70,10 @@ def parse_symbols_query(value: str) -> SymbolsQuery:
 
 
 class Commands:
-    def __init__(self, hub: Hub, bus: TickBus, feeds: Feeds, shed: Shed,
+    def __init__(self, hub: Hub, feeds: Feeds, shed: Shed,
                  rate_limit_close_seconds: float, tokens: SessionTokens):
         self._hub = hub
         self._tokens = tokens
-        self._reads = SnapshotReader(bus)  # concurrent subscribes share one MGET
         self._feeds = feeds
         self._shed = shed
         self._close_after = rate_limit_close_seconds
@@ -175,7 +172,7 @@ class Commands:
         # closed; the retry gets a fresh one.
         for _ in range(2):
             try:
-                return await self._reads.latest(symbols)
+                return await self._hub.latest(symbols)
             except (RedisError, OSError) as exc:
                 failure = exc
         log.warning("snapshot read failed: %s", failure, extra={"client": session.client_id})

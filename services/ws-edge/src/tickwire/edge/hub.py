@@ -16,6 +16,8 @@ Guarantees:
   keep the symbol for `release_delay` seconds, and interest that comes back meanwhile
   cancels the release. A page reload, or subscribe/unsubscribe churn, reaches Redis and
   Kafka only as its net transition per symbol.
+- `latest` answers a held symbol's snapshot from the ticks this edge received
+  (`snapshots.LatestTicks`), reading Redis once per symbol and hold, not per subscribe.
 - A cold read waiting for a symbol's first quote (`ColdReads`) gets its first tick as it
   is dispatched, whether or not a session watches the symbol too.
 """
@@ -37,6 +39,7 @@ from tickwire.edge.coldread import ColdReads
 from tickwire.edge.frames import TickFrames
 from tickwire.edge.observability import HOT, fan_out_span, upstream_span
 from tickwire.edge.session import Session
+from tickwire.edge.snapshots import LatestTicks, SnapshotReader
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,8 @@ class Hub:
         self._upstream: asyncio.Task | None = None
         self._releases: dict[str, asyncio.TimerHandle] = {}
         self._held: dict[str, tuple[Tick, TickFrames]] | None = None  # while paused
+        self._latest = LatestTicks(bus)
+        self._reads = SnapshotReader(bus)  # for symbols not held (none, in practice)
 
     def symbols(self) -> list[str]:
         """The symbols this edge holds upstream (what its heartbeat announces)."""
@@ -71,6 +76,18 @@ class Hub:
 
     def watchers(self, symbol: str) -> set[Session]:
         return self._watchers.get(symbol, set())
+
+    async def latest(self, symbols: list[str]) -> list[Tick | None]:
+        """The newest tick of each of `symbols` (None: none cached); held symbols are
+        answered locally where this edge has seen them. Raises RedisError/OSError when a
+        read was needed and failed."""
+        held = [s for s in symbols if s in self._watchers]
+        if len(held) == len(symbols):
+            return await self._latest.latest(symbols)
+        others = [s for s in symbols if s not in self._watchers]
+        ticks = dict(zip(held, await self._latest.latest(held)))
+        ticks.update(zip(others, await self._reads.latest(others)))
+        return [ticks[s] for s in symbols]
 
     def subscriber_counts(self) -> dict[str, int]:
         """symbol → local subscribers (REST polling counts as one)."""
@@ -82,9 +99,13 @@ class Hub:
     def beyond_cap(self, symbols: list[str]) -> list[str]:
         """Those of `symbols` that would take the edge past `max_symbols` distinct symbols
         (held, on their way upstream, or waiting to be released): the caller refuses them."""
-        held = self._watchers.keys() | self._subscribing.keys()
-        new = [s for s in dict.fromkeys(symbols) if s not in held]
-        return new[max(0, self.max_symbols - len(held)):]
+        # The two are disjoint: a symbol moves from one to the other in one step.
+        watchers, subscribing = self._watchers, self._subscribing
+        room = self.max_symbols - len(watchers) - len(subscribing)
+        if len(symbols) <= room:
+            return []
+        new = [s for s in dict.fromkeys(symbols) if s not in watchers and s not in subscribing]
+        return new[max(0, room):]
 
     async def subscribe(self, session: Session, symbols: list[str]) -> list[str]:
         """Add `session` to `symbols`; returns the symbols that failed upstream."""
@@ -224,6 +245,7 @@ class Hub:
         if self._watchers.get(symbol) or symbol in self._polled:
             return
         del self._watchers[symbol]
+        self._latest.forget(symbol)
         SYMBOLS.set(len(self._watchers))
         with upstream_span("unsubscribe", [symbol]):
             self._announcements.unsubscribed([symbol])
@@ -236,13 +258,15 @@ class Hub:
         """Called by the bus listener for every tick: decode once, offer to each watcher."""
         symbol = names.symbol_from_channel(channel)
         watchers = self._watchers.get(symbol)
-        if not watchers and symbol not in self._awaited:
+        if watchers is None and symbol not in self._awaited:
             return
         try:
             tick = decode_tick(payload)
         except DecodeError as exc:
             log.warning("undecodable tick", extra={"channel": channel, "error": str(exc)})
             return
+        if watchers is not None:
+            self._latest.saw(tick)
         if symbol in self._awaited:
             self._cold_reads.delivered(tick)
         if not watchers:

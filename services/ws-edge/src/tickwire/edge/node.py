@@ -59,7 +59,7 @@ class EdgeNode:
         self.admission = Admission(settings)
         self.tokens = SessionTokens(self.admission.auth, self.admission.subjects,
                                     settings.token_expiry_warning_seconds)
-        self.commands = Commands(self.hub, bus, self.feeds, self.shed,
+        self.commands = Commands(self.hub, self.feeds, self.shed,
                                  settings.rate_limit_close_seconds, self.tokens)
         self.poll_interest = PollInterest(self.hub, settings.poll_interest_seconds)
         self.sessions: set[Session] = set()

@@ -145,10 +145,10 @@ class QuoteRoutes:
         """The cached ticks of `symbols`; the held ones missing are waited for (a cold read)."""
         node = self._node
         held = await node.poll_interest.touch(symbols)
-        ticks = await node.bus.latest(symbols)
+        ticks = await node.hub.latest(symbols)
         if held and None in ticks:
             waited = set(held)
             cold = [s for s, t in zip(symbols, ticks) if t is None and s in waited]
-            found = await node.cold_reads.first_quotes(cold, node.bus.latest)
+            found = await node.cold_reads.first_quotes(cold, node.hub.latest)
             ticks = [t if t is not None else found.get(s) for s, t in zip(symbols, ticks)]
         return ticks

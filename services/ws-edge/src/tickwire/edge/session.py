@@ -15,9 +15,9 @@ Guarantees:
 - Pending updates go out together: one `batch_update` frame on a socket.
 - The fast path: while a socket has no writer and its transport is not backed up, a
   live update's pre-built frame (the same bytes for every socket of its format and
-  compression) is collected and
-  written with every other frame due to that socket in one `writelines`, once per
-  event-loop pass (so once per Redis read): no task switch, no per-socket encoding.
+  compression), or a pass's first control message with nothing queued ahead of it, is
+  collected and written with every other frame due to that socket in one `writelines`,
+  once per event-loop pass (so once per Redis read): no task switch, no per-tick encoding.
 - With `maxHz` a symbol is sent at most that often, always its newest value.
 
 State: everything here is written only by the session's own methods; the hub calls
@@ -164,6 +164,16 @@ class Session:
         if self.closed:
             return
         frame = self._encode(message)
+        if self._writer is None and self._direct is None and not self._control \
+                and not self._pending and self.sink.can_write_now():
+            # Nothing queued ahead of it: out at the end of this pass, no task. One per
+            # pass at most, so the transport's limit bounds what a peer that does not read
+            # (but sends, and is answered) holds here.
+            prebuilt = self.sink.prebuilt(frame)
+            if prebuilt is not None:
+                self._collect(prebuilt)
+                HOT.sent["control"] += 1
+                return
         if (len(self._control) >= self._control_limit
                 or self._control_bytes + len(frame) > self._control_byte_limit):
             DROPPED.inc()
@@ -200,15 +210,7 @@ class Session:
         if (self._writer is None and not frames.snapshot and self.sink.direct
                 and not self._pending and not (throttle and throttle.limits(symbol))
                 and self.sink.can_write_now()):
-            frame = self._frame_for(frames)
-            direct = self._direct
-            if direct is None:  # the usual case, one frame per pass: no list
-                self._direct = frame
-                DIRECT_FLUSH.add(self)
-            elif type(direct) is bytes:
-                self._direct = [direct, frame]
-            else:
-                direct.append(frame)
+            self._collect(self._frame_for(frames))
             HOT.sent["price_update"] += 1
             if not frames.written:
                 observe_first_write(frames, tick)
@@ -227,6 +229,17 @@ class Session:
             self._pending[symbol] = [frames]
         self._kick()
         return True
+
+    def _collect(self, frame: bytes) -> None:
+        """Add a pre-built frame to those written at the end of this event-loop pass."""
+        direct = self._direct
+        if direct is None:  # the usual case, one frame per pass: no list
+            self._direct = frame
+            DIRECT_FLUSH.add(self)
+        elif type(direct) is bytes:
+            self._direct = [direct, frame]
+        else:
+            direct.append(frame)
 
     def set_max_hz(self, symbols: list[str], max_hz: float | None) -> None:
         if self._throttle is None:
@@ -270,6 +283,8 @@ class Session:
 
     async def flush(self, timeout: float) -> None:
         """Wait until what is queued now has been written (best effort, bounded)."""
+        if self._writer is None:
+            self.flush_direct()  # what this pass collected: due now, not at its end
         if self.closed or (self._writer is None and not self._control and not self._pending):
             return
         if self._idle is None:

@@ -1,6 +1,8 @@
-"""Snapshot reads for many subscribes at once: what a reconnect storm asks of Redis.
+"""Where a subscribe's snapshots come from: this edge's own copy of the newest tick of
+each symbol it holds (`LatestTicks`), else Redis, read for many subscribes at once
+(`SnapshotReader`): what a reconnect storm asks of Redis.
 
-Guarantees:
+SnapshotReader guarantees:
 - Every `latest` call made while a read is in flight, or in the same event-loop pass as
   the first, is answered by ONE `MGET` of the symbols they asked for together: at most
   one read is in flight, so a storm of subscribes costs Redis one connection and one
@@ -17,6 +19,59 @@ import asyncio
 
 from tickwire.core.models import Tick
 from tickwire.core.tickbus import TickBus
+
+
+class LatestTicks:
+    """The newest tick of each symbol the hub holds upstream, so that a symbol's snapshot
+    is read from Redis once per hold, not once per subscribe.
+
+    Guarantees: `latest` answers what a Redis read made now would (the ingestor caches
+    and publishes a tick in one atomic step, so the newest tick delivered on a channel
+    is the cached one), or older only by what is still in flight to this edge:
+    - the hub reports every tick of a held symbol (`saw`), and `forget`s a symbol it
+      stops holding;
+    - a Redis read is kept only if no tick of its symbol arrived meanwhile (that one is
+      newer), nothing was forgotten meanwhile (the symbol may have been released and
+      held again, with ticks this edge never saw in between) and the bus lost no
+      subscriber connection meanwhile;
+    - ticks published while a subscriber connection was down never arrive, so every
+      entry is dropped when the bus counts a loss (`TickBus.losses`).
+    Callers ask only about held symbols (the hub's `latest` sees to it)."""
+
+    def __init__(self, bus: TickBus):
+        self._bus = bus
+        self._reads = SnapshotReader(bus)  # concurrent subscribes share one MGET
+        self._known: dict[str, Tick | None] = {}  # None: Redis had none, and none came since
+        self._losses = bus.losses  # the bus's count the entries date from
+        self._forgotten = 0
+
+    def saw(self, tick: Tick) -> None:
+        self._check()
+        self._known[tick.symbol] = tick
+
+    def forget(self, symbol: str) -> None:
+        self._forgotten += 1
+        self._known.pop(symbol, None)
+
+    async def latest(self, symbols: list[str]) -> list[Tick | None]:
+        """The newest tick of each held symbol (None: none exists yet); raises what the
+        Redis read raised when some had to be read."""
+        self._check()
+        missing = [s for s in symbols if s not in self._known]
+        if not missing:
+            return [self._known[s] for s in symbols]
+        losses, forgotten = self._bus.losses, self._forgotten
+        read = dict(zip(missing, await self._reads.latest(missing)))
+        self._check()
+        if self._bus.losses == losses and self._forgotten == forgotten:
+            for symbol, tick in read.items():
+                self._known.setdefault(symbol, tick)  # a tick seen meanwhile is newer
+        return [self._known[s] if s in self._known else read[s] for s in symbols]
+
+    def _check(self) -> None:
+        if self._bus.losses != self._losses:
+            self._known.clear()
+            self._losses = self._bus.losses
 
 
 class SnapshotReader:

@@ -15,8 +15,11 @@ from typing import Protocol
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from tickwire.edge.deflate import shares_frames
+from tickwire.edge.frames import deflated, websocket_frame
 
 DIRECT_WRITE_LIMIT = 64 * 1024  # bytes a transport may hold before writes go the slow way
+# Messages compressed on the event loop; aiohttp compresses larger ones in a thread.
+INLINE_DEFLATE_LIMIT = 16 * 1024
 TOKEN_EXPIRED = 4001  # the close code of a socket whose token lapsed unrefreshed
 
 
@@ -31,6 +34,9 @@ class Sink(Protocol):
         """Whether `write_now` would not queue up behind a peer that does not read."""
     def write_now(self, frames: bytes | list[bytes]) -> None:
         """Write pre-built frames synchronously (only where `direct`)."""
+    def prebuilt(self, payload: bytes) -> bytes | None:
+        """The whole wire frame of one message for `write_now`, or None where it must take
+        the slow way (`write`)."""
     async def write(self, frame: bytes) -> None: ...
     def lost(self) -> None:
         """A write failed: the peer is gone."""
@@ -86,12 +92,29 @@ class WebSocketSink:
         else:
             self._transport.writelines(frames)
 
+    def prebuilt(self, payload: bytes) -> bytes | None:
+        """The frame aiohttp's writer would send for `payload`, built here: None where
+        this socket's frames are not ours to build, or compressing would hold the loop."""
+        if not self.direct:
+            return None
+        if not self.deflate:
+            return websocket_frame(payload, self.binary)
+        if len(payload) > INLINE_DEFLATE_LIMIT:
+            return None
+        return websocket_frame(deflated(payload), self.binary, compressed=True)
+
     async def write(self, frame: bytes) -> None:
         """Returns once the transport has room again: the time a peer that does not
         read keeps this waiting is what the sweep measures."""
         if self.ws.closed:
             raise ConnectionResetError("socket closed")
-        await self.ws.send_frame(frame, self._opcode)
+        prebuilt = self.prebuilt(frame)
+        if prebuilt is None:
+            await self.ws.send_frame(frame, self._opcode)
+        elif self._transport.is_closing():
+            raise ConnectionResetError("socket closing")
+        else:
+            self._transport.write(prebuilt)
         # aiohttp's own drain accounting does not see the pre-built frames written
         # around it, so wait on the transport's pause/resume signal.
         await drained(self._protocol)
@@ -183,6 +206,9 @@ class SseSink:
     def write_now(self, frames: bytes | list[bytes]) -> None:
         # Never reached: can_write_now() is False, so the session always queues for SSE.
         raise TypeError("an SSE stream takes no pre-built WebSocket frames")
+
+    def prebuilt(self, payload: bytes) -> None:
+        return None
 
     async def write(self, frame: bytes) -> None:
         if self._closed:
