@@ -133,7 +133,7 @@ def snapshot_frames(tick: Tick) -> TickFrames:
     """The shared snapshot frames of `tick`: every client that subscribes while it is
     the cached quote gets the same bytes. One entry per symbol with a cached tick."""
     frames = _SNAPSHOTS.get(tick.symbol)
-    if frames is None or frames.mark != (tick.epoch, tick.seq):
+    if frames is None or (frames.tick is not tick and frames.mark != (tick.epoch, tick.seq)):
         frames = _SNAPSHOTS[tick.symbol] = TickFrames(tick, snapshot=True)
     return frames
 

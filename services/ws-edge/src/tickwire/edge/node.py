@@ -10,7 +10,9 @@ feed status and draining live in their own modules.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
 import time
 from collections.abc import Callable, Coroutine
 
@@ -40,6 +42,7 @@ from tickwire.edge.workers import pod_id
 log = logging.getLogger(__name__)
 
 CONNECTIONS = Gauge("tickwire_edge_connections", "Open client connections", ["kind"])
+_connections = functools.cache(CONNECTIONS.labels)  # kind → its child: labels() is not cheap
 CLOSED = Counter("tickwire_edge_connections_closed_total", "Connections closed by the edge",
                  ["reason"])
 
@@ -81,17 +84,18 @@ class EdgeNode:
 
     # -- sessions ---------------------------------------------------------------------
 
-    def open_session(self, client_id: str, sink: Sink, kind: str, address: str,
+    def open_session(self, sink: Sink, kind: str, address: str,
                      principal: Principal) -> Session:
+        """A tracked session under a fresh client id (128 random bits, as hex)."""
         settings = self.settings
-        session = Session(client_id, sink, max_symbols=principal.max_symbols,
+        session = Session(os.urandom(16).hex(), sink, max_symbols=principal.max_symbols,
                           rate=settings.messages_per_second, burst=settings.message_burst,
                           change_rate=settings.symbol_changes_per_second,
                           change_burst=settings.symbol_change_burst, address=address,
                           on_overflow=self._overflowed)
         self.tokens.attach(session, principal, refreshable=kind == "websocket")
         self.sessions.add(session)
-        CONNECTIONS.labels(kind).inc()
+        _connections(kind).inc()
         return session
 
     async def untrack(self, session: Session, kind: str) -> None:
@@ -99,7 +103,7 @@ class EdgeNode:
         if session not in self.sessions:
             return
         self.sessions.discard(session)
-        CONNECTIONS.labels(kind).dec()
+        _connections(kind).dec()
         self.admission.release(session.address, session.principal.subject)
         self.tokens.forget(session)
         await session.stop()

@@ -12,7 +12,6 @@ and ends (there is no refresh on SSE: reconnect with a new token).
 
 from __future__ import annotations
 
-import uuid
 
 from aiohttp import web
 
@@ -46,7 +45,7 @@ async def stream(request: web.Request, node: EdgeNode) -> web.StreamResponse:
         node.admission.release(address, principal.subject)
         raise
     sink = SseSink(response, request.transport)
-    session = node.open_session(uuid.uuid4().hex, sink, "sse", address, principal)
+    session = node.open_session(sink, "sse", address, principal)
     try:
         await node.commands.subscribe(session, Subscribe(symbols), ack=False)
         await sink.done.wait()  # the client left, a write failed, or the edge closed it

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import socket
 import time
-import uuid
 
 from aiohttp import WSMsgType, web
 from prometheus_client import Counter
@@ -79,7 +78,7 @@ class WebSocketEndpoint:
             raise
         _limit_send_buffer(request, self.settings.socket_send_buffer)
         binary = ws.ws_protocol == MSGPACK_SUBPROTOCOL
-        session = self.node.open_session(uuid.uuid4().hex, WebSocketSink(ws, binary, request),
+        session = self.node.open_session(WebSocketSink(ws, binary, request),
                                          "websocket", address, principal)
         session.send(connected_message(session.client_id, self.node.edge_id))
         CONNECTIONS_OPENED.inc()
