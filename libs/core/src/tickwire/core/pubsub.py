@@ -2,9 +2,14 @@
 
 Why not redis-py's PubSub: `get_message()` costs an await and ~100 µs of Python per
 message, which held one edge near 8,000 ticks/s. Here each socket read is parsed in C
-and every message in it is handed to `on_message` synchronously, in order, inside
-`data_received`. So everything a read carried is dispatched in one event-loop pass,
-and the edge writes all the frames due to one socket with one system call.
+and its messages are handed to `on_message` synchronously, in order, inside
+`data_received`: what a read carried is dispatched together, and the edge writes all
+the frames due to one socket with one system call.
+
+Bounded passes: one pass hands over messages for at most DISPATCH_BUDGET; what is left
+waits in the parser for the next pass (in order, before anything read later), so a burst
+of ticks does not hold up timers, pings, handshakes and other sockets for longer. A
+connection that ends drops what was still waiting, as it drops what it never read.
 
 SUBSCRIBE waits for Redis to confirm each channel: once `subscribe()` returns, every
 later publish on those channels reaches this connection (a cache read made after it
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -29,6 +35,8 @@ log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[str, bytes], None]
 DropHandler = Callable[[str], None]
+
+DISPATCH_BUDGET = 0.002  # seconds of message handling in one event-loop pass
 
 
 def _command(*parts: bytes) -> bytes:
@@ -49,6 +57,8 @@ class SubscriberConnection(asyncio.Protocol):
         self._sharded: deque[tuple[bytes, asyncio.Future]] = deque()
         self._leaving: set[bytes] = set()  # SUNSUBSCRIBEd by us: their pushes are expected
         self._replies: deque[asyncio.Future] = deque()  # AUTH, PING, in order sent
+        self._resuming = False  # a pass that goes on with what the parser holds is due
+        self._lost = False
         self.closed: asyncio.Future = asyncio.get_running_loop().create_future()
 
     @classmethod
@@ -148,9 +158,20 @@ class SubscriberConnection(asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        if not self._resuming:
+            self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Hand over what the parser holds, in order, until DISPATCH_BUDGET is spent; the
+        rest goes on in the next pass."""
+        self._resuming = False
+        if self._lost:
+            return
         reader = self._reader
-        reader.feed(data)
         on_message = self._on_message
+        clock = time.perf_counter
+        deadline = clock() + DISPATCH_BUDGET
         try:
             while (reply := reader.gets()) is not False:
                 if type(reply) is list and (reply[0] == b"message" or reply[0] == b"smessage"):
@@ -161,6 +182,10 @@ class SubscriberConnection(asyncio.Protocol):
                             log.exception("pub/sub message handler failed")
                 else:
                     self._reply(reply)
+                if clock() > deadline:
+                    self._resuming = True
+                    asyncio.get_running_loop().call_soon(self._dispatch)
+                    return
         except hiredis.ProtocolError as exc:
             log.error("redis protocol error; reconnecting", extra={"error": str(exc)})
             self._transport.abort()
@@ -204,6 +229,7 @@ class SubscriberConnection(asyncio.Protocol):
             self._transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
         self._fail_all(ConnectionResetError(f"redis subscriber connection lost: {exc!r}"))
         if not self.closed.done():
             self.closed.set_result(exc)
