@@ -45,6 +45,9 @@ class RecordingSink:
     def prebuilt(self, payload: bytes) -> None:
         return None
 
+    def prebuilt_ping(self) -> None:
+        return None
+
 
 def updates(frames: list[dict]) -> list[tuple[str, int]]:
     found = []

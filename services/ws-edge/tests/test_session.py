@@ -9,6 +9,7 @@ import pytest
 from tickwire.core.models import Tick
 from tickwire.edge.frames import TickFrames, websocket_frame
 from tickwire.edge.session import Session
+from tickwire.edge.transport import PING_FRAME
 
 from edge_fakes import RecordingSink, settle, updates
 
@@ -165,6 +166,9 @@ class DirectSink(RecordingSink):
 
     def prebuilt(self, payload: bytes) -> bytes:
         return websocket_frame(payload, self.binary)
+
+    def prebuilt_ping(self) -> bytes:
+        return PING_FRAME
 
 
 def payload_of(frame: bytes) -> dict:
@@ -326,3 +330,18 @@ async def test_flush_writes_what_the_fast_path_collected_before_a_close():
     await session.stop()  # the close right after: nothing collected is left behind
     await settle()
     assert [[payload_of(f)["type"] for f in batch] for batch in sink.batches] == [["reconnect"]]
+
+
+async def test_an_idle_socket_is_pinged_on_the_fast_path_a_busy_one_in_its_queue():
+    sink = DirectSink()
+    session = watching(Session("c10", sink))
+    await settle()
+    session.queue_ping(1.0)
+    assert session._writer is None  # no task for a ping to an idle socket
+    await settle()
+    assert sink.batches == [[PING_FRAME]]
+    sink.room = False  # backed up: the ping waits its turn in the writer
+    session.queue_ping(2.0)
+    await settle()
+    assert sink.frames == [{"type": "<ping>"}] and len(sink.batches) == 1
+    await session.stop()

@@ -42,6 +42,7 @@ from tickwire.edge.workers import pod_id
 log = logging.getLogger(__name__)
 
 CONNECTIONS = Gauge("tickwire_edge_connections", "Open client connections", ["kind"])
+SWEEP_SLICE = 250  # sessions looked at in one event-loop pass of the sweep
 _connections = functools.cache(CONNECTIONS.labels)  # kind → its child: labels() is not cheap
 CLOSED = Counter("tickwire_edge_connections_closed_total", "Connections closed by the edge",
                  ["reason"])
@@ -164,9 +165,16 @@ class EdgeNode:
                 log.exception("liveness sweep failed; continuing")
 
     async def sweep(self, now: float) -> None:
-        """Ping idle sockets, close the silent (two missed pings) and the hopelessly slow."""
+        """Ping idle sockets, close the silent (two missed pings) and the hopelessly slow.
+        In slices of SWEEP_SLICE sessions, one event-loop pass each: sockets opened
+        together (a reconnect storm) come due together, and one pass for all of them
+        would hold up every tick in flight."""
         interval, slow = self.settings.heartbeat_interval, self.settings.slow_client_seconds
-        for session in list(self.sessions):
+        for index, session in enumerate(list(self.sessions)):
+            if index % SWEEP_SLICE == SWEEP_SLICE - 1:
+                await asyncio.sleep(0)
+            if session.closed:
+                continue
             verdict = liveness.verdict(session, now, interval, slow)
             if verdict == liveness.PING:
                 session.queue_ping(now)

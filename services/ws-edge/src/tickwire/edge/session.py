@@ -164,11 +164,7 @@ class Session:
         if self.closed:
             return
         frame = self._encode(message)
-        if self._writer is None and self._direct is None and not self._control \
-                and not self._pending and self.sink.can_write_now():
-            # Nothing queued ahead of it: out at the end of this pass, no task. One per
-            # pass at most, so the transport's limit bounds what a peer that does not read
-            # (but sends, and is answered) holds here.
+        if self._fast_path_free():
             prebuilt = self.sink.prebuilt(frame)
             if prebuilt is not None:
                 self._collect(prebuilt)
@@ -189,8 +185,21 @@ class Session:
 
     def queue_ping(self, now: float) -> None:
         self.last_ping = now
+        if self._fast_path_free():
+            frame = self.sink.prebuilt_ping()
+            if frame is not None:
+                self._collect(frame)
+                return
         self._control.append(_PING)
         self._kick()
+
+    def _fast_path_free(self) -> bool:
+        """Whether a control frame may go out with this pass's pre-built frames, no task:
+        nothing queued ahead of it, and nothing collected yet this pass (one per pass at
+        most, so the transport's limit bounds what a peer that does not read, but sends
+        and is answered, holds here)."""
+        return (self._writer is None and self._direct is None and not self._control
+                and not self._pending and self.sink.can_write_now())
 
     def offer(self, tick: Tick, frames: TickFrames) -> bool:
         """Offer an update (a live tick, or a snapshot when `frames.snapshot`); False

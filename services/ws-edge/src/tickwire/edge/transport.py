@@ -20,6 +20,7 @@ from tickwire.edge.frames import deflated, websocket_frame
 DIRECT_WRITE_LIMIT = 64 * 1024  # bytes a transport may hold before writes go the slow way
 # Messages compressed on the event loop; aiohttp compresses larger ones in a thread.
 INLINE_DEFLATE_LIMIT = 16 * 1024
+PING_FRAME = b"\x89\x00"  # final, ping, no payload (RFC 6455 §5.5.2; never compressed)
 TOKEN_EXPIRED = 4001  # the close code of a socket whose token lapsed unrefreshed
 
 
@@ -37,6 +38,8 @@ class Sink(Protocol):
     def prebuilt(self, payload: bytes) -> bytes | None:
         """The whole wire frame of one message for `write_now`, or None where it must take
         the slow way (`write`)."""
+    def prebuilt_ping(self) -> bytes | None:
+        """A ping's wire frame for `write_now`, or None where `ping` must send it."""
     async def write(self, frame: bytes) -> None: ...
     def lost(self) -> None:
         """A write failed: the peer is gone."""
@@ -102,6 +105,9 @@ class WebSocketSink:
         if len(payload) > INLINE_DEFLATE_LIMIT:
             return None
         return websocket_frame(deflated(payload), self.binary, compressed=True)
+
+    def prebuilt_ping(self) -> bytes | None:
+        return PING_FRAME if self.direct else None
 
     async def write(self, frame: bytes) -> None:
         """Returns once the transport has room again: the time a peer that does not
@@ -208,6 +214,9 @@ class SseSink:
         raise TypeError("an SSE stream takes no pre-built WebSocket frames")
 
     def prebuilt(self, payload: bytes) -> None:
+        return None
+
+    def prebuilt_ping(self) -> None:
         return None
 
     async def write(self, frame: bytes) -> None:
