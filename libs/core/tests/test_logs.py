@@ -1,10 +1,13 @@
-"""Malformed HTTP requests become one rate-limited WARNING line, not a traceback each."""
+"""Malformed HTTP requests become one rate-limited WARNING line, not a traceback each;
+the text form shows a record's fields as the JSON form does."""
 
 import logging
 
 from aiohttp.http_exceptions import BadHttpMessage
 
-from tickwire.core.logs import MalformedRequests
+import orjson
+
+from tickwire.core.logs import JsonFormatter, MalformedRequests, TextFormatter
 
 
 def record(exc: BaseException | None) -> logging.LogRecord:
@@ -30,3 +33,13 @@ def test_handler_errors_keep_their_traceback():
     filt = MalformedRequests()
     bug = record(RuntimeError("a bug"))
     assert filt.filter(bug) and bug.levelno == logging.ERROR and bug.exc_info is not None
+
+
+def test_text_lines_carry_the_fields_json_lines_do():
+    line = logging.LogRecord("tickwire.edge.hub", logging.INFO, __file__, 1,
+                             "symbols subscribed upstream", (), None)
+    line.count, line.symbols = 2, ["AAPL", "MSFT"]
+    text = TextFormatter("tickwire-edge").format(line)
+    assert text.endswith("symbols subscribed upstream count=2 symbols=['AAPL', 'MSFT']")
+    entry = orjson.loads(JsonFormatter("tickwire-edge").format(line))
+    assert (entry["count"], entry["symbols"]) == (2, ["AAPL", "MSFT"])

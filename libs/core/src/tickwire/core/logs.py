@@ -15,7 +15,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from tickwire.core.telemetry import span_ids
 
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# A record's own attributes, and those the text form adds: not fields of the line.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "fields", "trace"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -40,11 +41,17 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
+    """One line for people: the message, then the record's fields as `key=value` (what
+    the JSON form carries as keys), then the trace."""
+
     def __init__(self, service: str):
-        super().__init__(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s%(trace)s")
+        super().__init__(f"%(asctime)s {service} %(levelname)s %(name)s: "
+                         "%(message)s%(fields)s%(trace)s")
 
     def format(self, record: logging.LogRecord) -> str:
         ids = span_ids()
+        record.fields = "".join(f" {k}={v}" for k, v in vars(record).items()
+                                if k not in _STANDARD)
         record.trace = f" [trace_id={ids[0]} span_id={ids[1]}]" if ids else ""
         return super().format(record)
 

@@ -22,7 +22,7 @@ from tickwire.edge.observability import LATENCY_WARNINGS, export_subscriptions
 from tickwire.edge.rest import QuoteRoutes
 from tickwire.edge.settings import EdgeSettings
 from tickwire.edge.sse import stream
-from tickwire.edge.stalls import probe_loop_lag, time_collections
+from tickwire.edge.stalls import StallTracer, probe_loop_lag, time_collections
 from tickwire.edge.websocket import WebSocketEndpoint
 from tickwire.edge.workers import WorkerMetrics
 
@@ -70,6 +70,9 @@ async def _node(app: web.Application):
         asyncio.create_task(probe_loop_lag(), name="loop-lag"),
     ]
     time_collections()
+    tracer = StallTracer(settings.stall_trace_ms / 1000) if settings.stall_trace_ms else None
+    if tracer is not None:
+        tracer.start()
     await node.feeds.load(redis)  # after the listener started: no notice falls in between
     # Everything made so far (modules, settings, clients: ~86,000 objects) lives as long as
     # the process: take it out of the garbage collector's full passes, which otherwise
@@ -81,6 +84,8 @@ async def _node(app: web.Application):
     # 1. stop the listener, heartbeats and sweeps;
     # 2. tell the registry this edge is gone (it drops our symbols at once);
     # 3. close Kafka and Redis.
+    if tracer is not None:
+        tracer.stop()
     await stop_tasks(tasks)
     await announcements.edge_down()
     await producer.stop()

@@ -29,6 +29,10 @@ class EdgeSettings(ServiceSettings):
     slow_client_seconds: float = Field(10.0, gt=0, description="a client that keeps a write "
                                                                "waiting this long is closed (1013)")
     drain_seconds: float = Field(10.0, ge=0, description="window over which a drain spreads closes")
+    stall_trace_ms: int = Field(0, ge=0, description="when the event loop stalls this long, "
+                                "log the stack it is stuck in (`event loop stalled`, at most "
+                                "one line a second; a diagnostic: a watchdog thread wakes "
+                                "four times per period); 0: off")
 
     # Data
     poll_interest_seconds: float = Field(90.0, ge=0,

@@ -1,5 +1,6 @@
-"""Evidence of event-loop stalls: how late the loop runs a timer, and how long the
-garbage collector's collections of the older generations take.
+"""Evidence of event-loop stalls: how late the loop runs a timer, how long the garbage
+collector's collections of the older generations take, and (when asked) the stack the
+loop is stuck in while it stalls (`StallTracer`).
 
 A stall holds up every tick in flight on this edge, so it shows up in latency p99
 before anywhere else; these two series say whether the loop was stalled and whether a
@@ -14,9 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
+import sys
+import threading
 import time
+import traceback
 
 from prometheus_client import Histogram
+
+log = logging.getLogger(__name__)
 
 _BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 PROBE_SECONDS = 0.05
@@ -56,3 +63,48 @@ def time_collections() -> None:
     """Time every collection from now on (once per process)."""
     if not any(isinstance(callback, _GcTimer) for callback in gc.callbacks):
         gc.callbacks.append(_GcTimer())
+
+
+class StallTracer:
+    """Logs the event loop's stack when it has not run for `threshold` seconds: a watchdog
+    thread wakes four times per threshold and compares the time against a beat the loop
+    renews as often. At most one line per stall and one per `quiet` seconds, so a loop
+    that is simply saturated does not flood the log. The stack is the loop thread's own
+    (what holds it), taken while the stall lasts."""
+
+    def __init__(self, threshold: float, quiet: float = 1.0):
+        self._threshold = threshold
+        self._quiet = quiet
+        self._beat = time.monotonic()
+        self._stop = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread_id = threading.get_ident()
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread_id = threading.get_ident()
+        self._renew()
+        threading.Thread(target=self._watch, name="stall-tracer", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _renew(self) -> None:
+        self._beat = time.monotonic()
+        if not self._stop.is_set():
+            self._loop.call_later(self._threshold / 4, self._renew)
+
+    def _watch(self) -> None:
+        reported_beat, last_report = 0.0, 0.0
+        while not self._stop.wait(self._threshold / 4):
+            beat, now = self._beat, time.monotonic()
+            if now - beat < self._threshold or beat == reported_beat \
+                    or now - last_report < self._quiet:
+                continue
+            frame = sys._current_frames().get(self._thread_id)
+            if frame is None:
+                continue
+            reported_beat, last_report = beat, now
+            log.warning("event loop stalled", extra={
+                "stalled_ms": round((now - beat) * 1000, 1),
+                "stack": "".join(traceback.format_stack(frame, limit=30))})
