@@ -1,6 +1,7 @@
 """The per-connection writer, with a recording sink standing in for the socket."""
 
 import asyncio
+import time
 import zlib
 
 import orjson
@@ -8,7 +9,7 @@ import pytest
 
 from tickwire.core.models import Tick
 from tickwire.edge.frames import TickFrames, websocket_frame
-from tickwire.edge.session import Session
+from tickwire.edge.session import FLUSH_BUDGET, Session
 from tickwire.edge.transport import PING_FRAME
 
 from edge_fakes import RecordingSink, settle, updates
@@ -345,3 +346,45 @@ async def test_an_idle_socket_is_pinged_on_the_fast_path_a_busy_one_in_its_queue
     await settle()
     assert sink.frames == [{"type": "<ping>"}] and len(sink.batches) == 1
     await session.stop()
+
+
+class SlowDirectSink(DirectSink):
+    """A direct socket whose write takes a tenth of a flush's budget (CPU, not a sleep)."""
+
+    def write_now(self, frames: bytes | list[bytes]) -> None:
+        until = time.perf_counter() + FLUSH_BUDGET / 10
+        while time.perf_counter() < until:
+            pass
+        super().write_now(frames)
+
+
+async def test_a_long_flush_lets_the_loop_run_between_its_parts():
+    passes = 0
+
+    async def count_passes() -> None:
+        nonlocal passes
+        while True:
+            passes += 1
+            await asyncio.sleep(0)
+
+    sessions = [watching(Session(f"s{n}", SlowDirectSink())) for n in range(60)]
+    counter = asyncio.create_task(count_passes())
+    try:
+        await settle()
+        frames = TickFrames(tick("A", 1))
+        written_at: list[int] = []
+        for session in sessions:
+            session.offer(frames.tick, frames)
+            original = session.sink.write_now
+            session.sink.write_now = lambda f, original=original: (written_at.append(passes),
+                                                                  original(f))
+        async with asyncio.timeout(10):
+            while len(written_at) < len(sessions):
+                await asyncio.sleep(0)
+        assert all(session.sink.batches == [[frames.ws_text]] for session in sessions)
+        # 60 writes of a tenth of the budget each: at least 5 parts, other work between.
+        assert len(set(written_at)) >= 5
+    finally:
+        counter.cancel()
+        for session in sessions:
+            await session.stop()
