@@ -4,9 +4,10 @@ aiohttp answers `server_no_context_takeover` only when the client asks for it, a
 browsers do not. RFC 7692 §7.1.1.1 lets the server add it on its own: the edge always
 does, so each message it compresses stands alone and the frame compressed once per
 tick (`frames.TickFrames.ws_text_deflate`) is valid on every compressed socket, written
-to it as-is like the uncompressed frame. aiohttp's own writer (control messages,
-batches) then also compresses each message on its own (a full flush after each), so its
-frames and the shared ones interleave on one socket.
+to it as-is like the uncompressed frame. Control messages and batches are compressed
+on their own the same way (`transport.WebSocketSink.prebuilt`), and so are the large
+ones aiohttp's writer still sends (a full flush after each), so all of them interleave
+on one socket.
 
 Guarantees: a client that offers permessage-deflate gets it with
 `server_no_context_takeover`; one that does not gets no extension.
