@@ -1,5 +1,6 @@
 """Stand-ins for the edge's pure-logic unit tests (services/ws-edge/tests): a sink that
-records what a session writes, and small waits on the event loop."""
+records what a session writes, and small waits on and counts of event-loop passes (the
+last also used by tests/integration)."""
 
 from __future__ import annotations
 
@@ -64,3 +65,25 @@ async def settle():
         await asyncio.sleep(0)
 
 
+
+
+class LoopPasses:
+    """Counts event-loop passes while in use (`async with LoopPasses() as passes`):
+    `passes.count` goes up once per pass, so work that records it shows whether other
+    callbacks ran in between."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._task: asyncio.Task | None = None
+
+    async def _run(self) -> None:
+        while True:
+            self.count += 1
+            await asyncio.sleep(0)
+
+    async def __aenter__(self) -> LoopPasses:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *_) -> None:
+        self._task.cancel()

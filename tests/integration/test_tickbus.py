@@ -17,6 +17,7 @@ from tickwire.core.codecs import decode_tick, encode_tick
 from tickwire.core.pubsub import DISPATCH_BUDGET
 from tickwire.core.tickbus import RedisTickBus
 
+from edge_fakes import LoopPasses
 from integration.ticks import make_tick
 
 pytestmark = pytest.mark.asyncio
@@ -77,36 +78,25 @@ async def test_every_message_arrives_in_publish_order_once_subscribe_returns(red
 async def test_a_burst_is_handed_over_in_bounded_passes_in_order(redis_url):
     """A burst that takes longer to handle than one pass's budget is split over passes:
     other callbacks run in between, and the order holds across the split."""
-    passes = 0
-
-    async def count_passes() -> None:
-        nonlocal passes
-        while True:
-            passes += 1
-            await asyncio.sleep(0)
-
     seen_at: list[int] = []  # the pass counter when each message was handled
     received = Received()
+    passes = LoopPasses()
 
     def slow_handler(channel: str, payload: bytes) -> None:
         spin_until = time.perf_counter() + DISPATCH_BUDGET / 10  # CPU work, not a sleep
         while time.perf_counter() < spin_until:
             pass
-        seen_at.append(passes)
+        seen_at.append(passes.count)
         received(channel, payload)
 
-    async with listening(redis_url, slow_handler) as (bus, redis):
+    async with listening(redis_url, slow_handler) as (bus, redis), passes:
         channel = names.tick_channel("BURST")
         await bus.subscribe([channel])
         async with redis.pipeline(transaction=False) as pipe:
             for seq in range(1, 501):
                 pipe.publish(channel, encode_tick(make_tick("BURST", seq)))
             await pipe.execute()
-        counter = asyncio.create_task(count_passes())
-        try:
-            await received.wait_for(500, timeout=30)
-        finally:
-            counter.cancel()
+        await received.wait_for(500, timeout=30)
         assert [decode_tick(p).seq for _, p in received.messages] == list(range(1, 501))
         # 500 x a tenth of the budget is 50 budgets: the loop ran other work in between.
         assert len(set(seen_at)) >= 10

@@ -12,7 +12,7 @@ from tickwire.edge.frames import TickFrames, websocket_frame
 from tickwire.edge.session import FLUSH_BUDGET, Session
 from tickwire.edge.transport import PING_FRAME
 
-from edge_fakes import RecordingSink, settle, updates
+from edge_fakes import LoopPasses, RecordingSink, settle, updates
 
 
 def tick(symbol: str, seq: int, epoch: str = "e") -> Tick:
@@ -359,32 +359,23 @@ class SlowDirectSink(DirectSink):
 
 
 async def test_a_long_flush_lets_the_loop_run_between_its_parts():
-    passes = 0
-
-    async def count_passes() -> None:
-        nonlocal passes
-        while True:
-            passes += 1
-            await asyncio.sleep(0)
-
     sessions = [watching(Session(f"s{n}", SlowDirectSink())) for n in range(60)]
-    counter = asyncio.create_task(count_passes())
     try:
-        await settle()
-        frames = TickFrames(tick("A", 1))
-        written_at: list[int] = []
-        for session in sessions:
-            session.offer(frames.tick, frames)
-            original = session.sink.write_now
-            session.sink.write_now = lambda f, original=original: (written_at.append(passes),
-                                                                  original(f))
-        async with asyncio.timeout(10):
-            while len(written_at) < len(sessions):
-                await asyncio.sleep(0)
+        async with LoopPasses() as passes:
+            await settle()
+            frames = TickFrames(tick("A", 1))
+            written_at: list[int] = []
+            for session in sessions:
+                session.offer(frames.tick, frames)
+                original = session.sink.write_now
+                session.sink.write_now = lambda f, original=original: (
+                    written_at.append(passes.count), original(f))
+            async with asyncio.timeout(10):
+                while len(written_at) < len(sessions):
+                    await asyncio.sleep(0)
         assert all(session.sink.batches == [[frames.ws_text]] for session in sessions)
         # 60 writes of a tenth of the budget each: at least 5 parts, other work between.
         assert len(set(written_at)) >= 5
     finally:
-        counter.cancel()
         for session in sessions:
             await session.stop()
