@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from tickwire.core import names
 from tickwire.core.codecs import decode_tick, encode_tick
-from tickwire.core.pubsub import DISPATCH_BUDGET
+from tickwire.core.pubsub import DISPATCH_BUDGET, SubscriberConnection
 from tickwire.core.tickbus import RedisTickBus
 
 from edge_fakes import LoopPasses
@@ -77,7 +77,8 @@ async def test_every_message_arrives_in_publish_order_once_subscribe_returns(red
 
 async def test_a_burst_is_handed_over_in_bounded_passes_in_order(redis_url):
     """A burst that takes longer to handle than one pass's budget is split over passes:
-    other callbacks run in between, and the order holds across the split."""
+    other callbacks run in between, the order holds across the split, and a reply (PONG)
+    that came after the burst is handed over after all of it."""
     seen_at: list[int] = []  # the pass counter when each message was handled
     received = Received()
     passes = LoopPasses()
@@ -89,17 +90,26 @@ async def test_a_burst_is_handed_over_in_bounded_passes_in_order(redis_url):
         seen_at.append(passes.count)
         received(channel, payload)
 
-    async with listening(redis_url, slow_handler) as (bus, redis), passes:
-        channel = names.tick_channel("BURST")
-        await bus.subscribe([channel])
-        async with redis.pipeline(transaction=False) as pipe:
-            for seq in range(1, 501):
-                pipe.publish(channel, encode_tick(make_tick("BURST", seq)))
-            await pipe.execute()
-        await received.wait_for(500, timeout=30)
+    redis = aioredis.Redis.from_url(redis_url)
+    pool = redis.connection_pool
+    conn = await SubscriberConnection.open(pool.connection_kwargs, pool.connection_class,
+                                           slow_handler, timeout=10)
+    try:
+        async with passes:
+            channel = names.tick_channel("BURST")
+            await conn.subscribe([channel])
+            async with redis.pipeline(transaction=False) as pipe:
+                for seq in range(1, 501):
+                    pipe.publish(channel, encode_tick(make_tick("BURST", seq)))
+                await pipe.execute()
+            await asyncio.wait_for(conn.ping(), 30)  # sent after Redis queued the burst
+            assert len(received.messages) == 500
         assert [decode_tick(p).seq for _, p in received.messages] == list(range(1, 501))
         # 500 x a tenth of the budget is 50 budgets: the loop ran other work in between.
         assert len(set(seen_at)) >= 10
+    finally:
+        conn.close()
+        await redis.aclose()
 
 
 async def test_unsubscribed_channels_stop_and_the_standing_channel_stays(redis_url):

@@ -24,7 +24,7 @@ class MemoryBus:
 
     def __init__(self) -> None:
         self.connected = asyncio.Event()
-        self.losses = 0
+        self.gaps = 0
         self.channels: set[str] = set()
         self.commands: list[tuple[str, list[str]]] = []
         self.gate = asyncio.Event()

@@ -379,3 +379,34 @@ async def test_a_long_flush_lets_the_loop_run_between_its_parts():
     finally:
         for session in sessions:
             await session.stop()
+
+
+async def test_what_waits_for_the_pass_end_write_is_bounded_like_a_queue():
+    sink = DirectSink()
+    session = watching(Session("c11", sink, queue_limit=4))
+    try:
+        await settle()
+        for seq in range(1, 11):  # one pass: the first 4 collected, the rest queued
+            session.offer(tick("A", seq), TickFrames(tick("A", seq)))
+        # ... and the queue conflates past its limit as for any backlog
+        assert len(session._direct) == 4 and 0 < session.pending_updates <= 4
+        await settle()
+        direct = [payload_of(f)["seq"] for batch in sink.batches for f in batch]
+        assert direct == [1, 2, 3, 4] and updates(sink.frames)[-1] == ("A", 10)
+    finally:
+        await session.stop()
+
+
+class BrokenDirectSink(DirectSink):
+    def write_now(self, frames: bytes | list[bytes]) -> None:
+        raise ConnectionResetError("peer gone")
+
+
+async def test_a_failed_pass_end_write_marks_the_peer_gone_and_flush_returns():
+    sink = BrokenDirectSink()
+    session = watching(Session("c12", sink))
+    await settle()
+    session.send({"type": "reconnect", "delayMs": 0})
+    await session.flush(1.0)  # does not raise
+    assert sink.closed  # lost(): the read loop sees the socket end
+    await session.stop()

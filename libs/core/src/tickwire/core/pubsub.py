@@ -8,8 +8,10 @@ the frames due to one socket with one system call.
 
 Bounded passes: one pass hands over messages for at most DISPATCH_BUDGET; what is left
 waits in the parser for the next pass (in order, before anything read later), so a burst
-of ticks does not hold up timers, pings, handshakes and other sockets for longer. A
-connection that ends drops what was still waiting, as it drops what it never read.
+of ticks does not hold up timers, pings, handshakes and other sockets for longer. While
+some wait, the socket is not read: a subscriber that cannot keep up leaves the backlog
+in Redis, whose pub/sub output limit cuts it off (then it reconnects), rather than in
+this process. A connection that ends drops what was still waiting.
 
 SUBSCRIBE waits for Redis to confirm each channel: once `subscribe()` returns, every
 later publish on those channels reaches this connection (a cache read made after it
@@ -57,7 +59,8 @@ class SubscriberConnection(asyncio.Protocol):
         self._sharded: deque[tuple[bytes, asyncio.Future]] = deque()
         self._leaving: set[bytes] = set()  # SUNSUBSCRIBEd by us: their pushes are expected
         self._replies: deque[asyncio.Future] = deque()  # AUTH, PING, in order sent
-        self._resuming = False  # a pass that goes on with what the parser holds is due
+        self._resuming = False  # a pass that goes on with what the parser holds is due;
+        # reading is paused meanwhile
         self._lost = False
         self.closed: asyncio.Future = asyncio.get_running_loop().create_future()
 
@@ -138,6 +141,7 @@ class SubscriberConnection(asyncio.Protocol):
         await self._ask(b"PING")
 
     def close(self) -> None:
+        self._lost = True  # nothing more is handed over, not even what was read already
         if self._transport is not None:
             self._transport.close()
 
@@ -164,10 +168,10 @@ class SubscriberConnection(asyncio.Protocol):
 
     def _dispatch(self) -> None:
         """Hand over what the parser holds, in order, until DISPATCH_BUDGET is spent; the
-        rest goes on in the next pass."""
-        self._resuming = False
+        rest goes on in the next pass with reading paused, resumed once nothing is left."""
         if self._lost:
             return
+        continued, self._resuming = self._resuming, False
         reader = self._reader
         on_message = self._on_message
         clock = time.perf_counter
@@ -184,11 +188,16 @@ class SubscriberConnection(asyncio.Protocol):
                     self._reply(reply)
                 if clock() > deadline:
                     self._resuming = True
+                    if not continued:
+                        self._transport.pause_reading()
                     asyncio.get_running_loop().call_soon(self._dispatch)
                     return
         except hiredis.ProtocolError as exc:
             log.error("redis protocol error; reconnecting", extra={"error": str(exc)})
             self._transport.abort()
+            return
+        if continued:
+            self._transport.resume_reading()
 
     def _reply(self, reply: Any) -> None:
         if type(reply) is list and reply[0] == b"subscribe":

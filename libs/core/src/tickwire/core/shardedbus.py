@@ -117,10 +117,11 @@ class ShardedTickBus(RedisTickBus):
                         await self._sync()
                     attempt = 0
                     self.connected.set()
+                    self.gaps += 1  # channels held again: what came before may be stale
                     await self._watch()
                 except Exception as exc:  # any failure: a dead listener would silence the edge
                     self.connected.clear()
-                    self.losses += 1
+                    self.gaps += 1
                     delay = backoff_delay(attempt, 0.05, 2.0)
                     attempt += 1
                     log.warning("redis cluster subscriber resyncing",
@@ -259,12 +260,12 @@ class ShardedTickBus(RedisTickBus):
 
     def _dropped(self, channel: str) -> None:
         """The server unsubscribed us (its slot moved, or the node became a replica)."""
-        self.losses += 1
+        self.gaps += 1
         self._held.pop(channel, None)
         self._resync.set()
 
     def _lost_node(self, node: Node, conn: SubscriberConnection) -> None:
-        self.losses += 1
+        self.gaps += 1
         if self._nodes.get(node) is conn:
             del self._nodes[node]
         for channel in [c for c, n in self._held.items() if n == node]:

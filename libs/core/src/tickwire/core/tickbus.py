@@ -34,7 +34,9 @@ class TickBus(Protocol):
     every other subscribed channel's to the tick handler (`on_ticks`)."""
 
     connected: asyncio.Event
-    losses: int  # subscriber connections lost so far: messages sent meanwhile never arrive
+    # Changes whenever messages may have gone missing: a subscriber connection (or a
+    # channel) lost, and again once it is back. What was seen before says nothing of now.
+    gaps: int
 
     def on(self, channel: str, handler: MessageHandler) -> None: ...
     def on_ticks(self, handler: MessageHandler) -> None: ...
@@ -46,8 +48,8 @@ class TickBus(Protocol):
 
 class RedisTickBus:
     """Ticks over Redis. `on_message(channel, payload)` is called for every message on a
-    subscribed channel, in order, while `run` holds the subscriber connection; all the
-    messages of one socket read are handed over in one event-loop pass."""
+    subscribed channel, in order, while `run` holds the subscriber connection (in passes
+    of bounded length, see `pubsub`)."""
 
     def __init__(self, redis: RedisClient, on_message: MessageHandler | None = None,
                  standing_channels: Iterable[str] = (names.CONTROL_CHANNEL,)):
@@ -59,7 +61,7 @@ class RedisTickBus:
         self._conn: SubscriberConnection | None = None
         self._lock = asyncio.Lock()
         self.connected = asyncio.Event()
-        self.losses = 0
+        self.gaps = 0
 
     @property
     def redis(self) -> RedisClient:
@@ -158,7 +160,7 @@ class RedisTickBus:
                 raise
             except (RedisError, OSError) as exc:
                 self.connected.clear()
-                self.losses += 1
+                self.gaps += 1
                 self._close()
                 delay = backoff_delay(attempt, 0.1, 5.0)
                 attempt += 1
@@ -180,6 +182,7 @@ class RedisTickBus:
             conn.close()
             raise
         self.connected.set()
+        self.gaps += 1  # what was read while disconnected may predate ticks never seen
 
     async def _listen(self) -> None:
         """Messages arrive through the connection's callback; this only watches that it

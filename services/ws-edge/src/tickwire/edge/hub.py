@@ -68,7 +68,7 @@ class Hub:
         self._releases: dict[str, asyncio.TimerHandle] = {}
         self._held: dict[str, tuple[Tick, TickFrames]] | None = None  # while paused
         self._latest = LatestTicks(bus)
-        self._reads = SnapshotReader(bus)  # for symbols not held (none, in practice)
+        self._reads = SnapshotReader(bus)  # for symbols not held (REST reads past the cap)
 
     def symbols(self) -> list[str]:
         """The symbols this edge holds upstream (what its heartbeat announces)."""

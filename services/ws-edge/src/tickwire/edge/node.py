@@ -171,7 +171,7 @@ class EdgeNode:
         would hold up every tick in flight."""
         interval, slow = self.settings.heartbeat_interval, self.settings.slow_client_seconds
         for index, session in enumerate(list(self.sessions)):
-            if index % SWEEP_SLICE == SWEEP_SLICE - 1:
+            if index and index % SWEEP_SLICE == 0:
                 await asyncio.sleep(0)
             if session.closed:
                 continue

@@ -17,7 +17,9 @@ Guarantees:
   live update's pre-built frame (the same bytes for every socket of its format and
   compression), or a pass's first control message with nothing queued ahead of it, is
   collected and written with every other frame due to that socket in one `writelines`,
-  once per event-loop pass (so once per Redis read): no task switch, no per-tick encoding.
+  once per event-loop pass: no task switch, no per-tick encoding. What waits for that
+  write is bounded like a queue: past `queue_limit` frames, updates take the writer's
+  path (and conflate).
 - With `maxHz` a symbol is sent at most that often, always its newest value.
 
 State: everything here is written only by the session's own methods; the hub calls
@@ -216,8 +218,10 @@ class Session:
         # symbol's next tick and fed the garbage collector's full passes (~150 ms each).
         symbols[symbol] = frames.mark
         throttle = self._throttle
+        direct = self._direct
         if (self._writer is None and not frames.snapshot and self.sink.direct
                 and not self._pending and not (throttle and throttle.limits(symbol))
+                and (type(direct) is not list or len(direct) < self._queue_limit)
                 and self.sink.can_write_now()):
             self._collect(self._frame_for(frames))
             HOT.sent["price_update"] += 1
@@ -265,12 +269,16 @@ class Session:
                 self._write_loop(), name=f"writer-{self.client_id}")
 
     def flush_direct(self) -> None:
-        """Write the collected pre-built frames (before anything the writer sends)."""
+        """Write the collected pre-built frames (before anything the writer sends). Never
+        raises: a failed write tells the sink its peer is gone."""
         frames = self._direct
         if frames is not None:
             self._direct = None
             if not self.closed:
-                self.sink.write_now(frames)
+                try:
+                    self.sink.write_now(frames)
+                except (ConnectionError, RuntimeError, OSError):
+                    self.sink.lost()
 
     @property
     def pending_updates(self) -> int:
@@ -410,10 +418,7 @@ class DirectFlush:
         clock = time.perf_counter
         deadline = clock() + FLUSH_BUDGET
         for index, session in enumerate(sessions):
-            try:
-                session.flush_direct()
-            except (ConnectionError, RuntimeError, OSError):
-                session.sink.lost()
+            session.flush_direct()
             if clock() > deadline and index + 1 < len(sessions):
                 # The rest go first in the next pass; sessions collected until then join
                 # after them.

@@ -28,26 +28,32 @@ class LatestTicks:
     Guarantees: `latest` answers what a Redis read made now would (the ingestor caches
     and publishes a tick in one atomic step, so the newest tick delivered on a channel
     is the cached one), or older only by what is still in flight to this edge:
-    - the hub reports every tick of a held symbol (`saw`), and `forget`s a symbol it
-      stops holding;
-    - a Redis read is kept only if no tick of its symbol arrived meanwhile (that one is
-      newer), nothing was forgotten meanwhile (the symbol may have been released and
-      held again, with ticks this edge never saw in between) and the bus lost no
-      subscriber connection meanwhile;
+    - the hub reports every tick of a held symbol (`saw`; an older one than what is
+      known, as a replay after a resubscribe may be, changes nothing), and `forget`s a
+      symbol it stops holding;
+    - a Redis read is kept only if it was made while the bus was connected, no tick of
+      its symbol arrived meanwhile (that one is newer), nothing was forgotten meanwhile
+      (the symbol may have been released and held again, with ticks this edge never saw
+      in between) and the bus had no gap meanwhile;
     - ticks published while a subscriber connection was down never arrive, so every
-      entry is dropped when the bus counts a loss (`TickBus.losses`).
+      entry is dropped whenever the bus reports a gap (`TickBus.gaps`: a connection or
+      channel lost, and again once it is back).
+    While a symbol is held it is active, so the ingestor keeps its cache key without a
+    TTL; an operator deleting the key (FLUSHDB) is not seen here until the next tick.
     Callers ask only about held symbols (the hub's `latest` sees to it)."""
 
     def __init__(self, bus: TickBus):
         self._bus = bus
         self._reads = SnapshotReader(bus)  # concurrent subscribes share one MGET
         self._known: dict[str, Tick | None] = {}  # None: Redis had none, and none came since
-        self._losses = bus.losses  # the bus's count the entries date from
+        self._gaps = bus.gaps  # the bus's count the entries date from
         self._forgotten = 0
 
     def saw(self, tick: Tick) -> None:
         self._check()
-        self._known[tick.symbol] = tick
+        known = self._known.get(tick.symbol)
+        if known is None or tick.is_newer_than(known.epoch, known.seq):
+            self._known[tick.symbol] = tick
 
     def forget(self, symbol: str) -> None:
         self._forgotten += 1
@@ -60,18 +66,19 @@ class LatestTicks:
         missing = [s for s in symbols if s not in self._known]
         if not missing:
             return [self._known[s] for s in symbols]
-        losses, forgotten = self._bus.losses, self._forgotten
+        keep = self._bus.connected.is_set()
+        gaps, forgotten = self._bus.gaps, self._forgotten
         read = dict(zip(missing, await self._reads.latest(missing)))
         self._check()
-        if self._bus.losses == losses and self._forgotten == forgotten:
+        if keep and self._bus.gaps == gaps and self._forgotten == forgotten:
             for symbol, tick in read.items():
                 self._known.setdefault(symbol, tick)  # a tick seen meanwhile is newer
         return [self._known[s] if s in self._known else read[s] for s in symbols]
 
     def _check(self) -> None:
-        if self._bus.losses != self._losses:
+        if self._bus.gaps != self._gaps:
             self._known.clear()
-            self._losses = self._bus.losses
+            self._gaps = self._bus.gaps
 
 
 class SnapshotReader:

@@ -102,8 +102,8 @@ class StallTracer:
                     or now - last_report < self._quiet:
                 continue
             frame = sys._current_frames().get(self._thread_id)
-            if frame is None:
-                continue
+            if frame is None or self._beat != beat:
+                continue  # the stall ended meanwhile: the stack would be of what came after
             reported_beat, last_report = beat, now
             log.warning("event loop stalled", extra={
                 "stalled_ms": round((now - beat) * 1000, 1),

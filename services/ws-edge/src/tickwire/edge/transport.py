@@ -86,7 +86,7 @@ class WebSocketSink:
         """Whether pre-built frames can go straight to the transport without queueing
         up behind a peer that does not read."""
         transport = self._transport
-        return (not transport.is_closing()
+        return (not transport.is_closing() and not self.ws.closed
                 and transport.get_write_buffer_size() < DIRECT_WRITE_LIMIT)
 
     def write_now(self, frames: bytes | list[bytes]) -> None:
