@@ -82,6 +82,7 @@ async def rig(redis_url, fakes, cap=50, freshness=30.0, max_ticks=20.0) -> Async
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await r.publisher.aclose()
 
 
 async def test_only_watched_symbols_with_a_seed_stream_and_seq_runs_on_from_polling(

@@ -92,6 +92,7 @@ async def _background(app: web.Application):
     await consumer.stop()
     for runner in runners:
         await runner.close()
+    await publisher.aclose()
     await redis.aclose()
 
 
