@@ -1,9 +1,11 @@
 import math
+import random
+from datetime import datetime, timezone
 
 import pytest
 
 from tickwire.core.models import (ErrorCode, InvalidQuote, Ping, ProtocolError, Refresh, StockQuote,
-                                  Subscribe, Tick, Unsubscribe, normalise_symbol,
+                                  Subscribe, Tick, Unsubscribe, iso_from_unix, normalise_symbol,
                                   parse_client_message, price_update_message)
 
 
@@ -86,6 +88,24 @@ def test_quote_wire_is_camel_case_and_round_trips():
     assert StockQuote.from_wire(wire) == quote()
     assert quote().same_market_state(quote(timestamp="later"))
     assert not quote().same_market_state(quote(price=190.6))
+    for field, value in (("volume", 1), ("high", 999.0), ("low", 1.0), ("open", 2.0),
+                         ("previous_close", 3.0)):
+        assert not quote().same_market_state(quote(**{field: value})), field
+    assert not quote().same_market_state(None)
+
+
+def test_iso_from_unix_reads_as_datetime_does_across_seconds():
+    def by_datetime(seconds: float) -> str:
+        moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+    rng = random.Random(15)
+    moments = [1704882600.123, 1704882600.9999995, 1704882600.9999994, 1704882601.0, 0.0, 0.5,
+               *(rng.randint(1_600_000_000_000, 1_800_000_000_000) / 1000 for _ in range(2000)),
+               *(rng.uniform(0, 2e9) for _ in range(2000))]
+    for seconds in sorted(moments) + moments:  # in order (the cache hits) and not
+        assert iso_from_unix(seconds) == by_datetime(seconds), seconds
+    assert iso_from_unix(1704882600.123) == "2024-01-10T10:30:00.123Z"
 
 
 def test_tick_order_within_and_across_epochs():

@@ -38,9 +38,25 @@ def iso_now() -> str:
     return text
 
 
+_second_cache: tuple[float, str] = (math.nan, "")  # (whole Unix second, its text to the '.')
+
+
 def iso_from_unix(seconds: float) -> str:
-    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """Unix `seconds` as ISO-8601 UTC with milliseconds (truncated, after rounding to the
+    microsecond as `datetime.fromtimestamp` does). A stream quote asks per tick, so the
+    text of the current second is remembered."""
+    global _second_cache
+    fraction, whole = math.modf(seconds)
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    elif micros < 0:
+        whole, micros = whole - 1, micros + 1_000_000
+    cached, prefix = _second_cache
+    if whole != cached:
+        prefix = datetime.fromtimestamp(whole, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        _second_cache = (whole, prefix)
+    return f"{prefix}{micros // 1000:03d}Z"
 
 
 def unix_from_iso(text: str) -> float:
@@ -121,10 +137,10 @@ class StockQuote:
 
     def same_market_state(self, other: StockQuote | None) -> bool:
         """True when `other` carries the same numbers (a refetch that changed nothing)."""
-        if other is None:
-            return False
-        return (self.price, self.volume, self.high, self.low, self.open, self.previous_close) == (
-            other.price, other.volume, other.high, other.low, other.open, other.previous_close)
+        # Price first: it is what differs in most fresh quotes.
+        return (other is not None and self.price == other.price and self.volume == other.volume
+                and self.high == other.high and self.low == other.low
+                and self.open == other.open and self.previous_close == other.previous_close)
 
 
 @dataclass(slots=True)

