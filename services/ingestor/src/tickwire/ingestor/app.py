@@ -93,6 +93,7 @@ async def _background(app: web.Application):
     for runner in runners:
         await runner.close()
     await publisher.aclose()
+    await sessions.aclose()
     await redis.aclose()
 
 
