@@ -95,10 +95,10 @@ class StockQuote:
     source: str
 
     def __post_init__(self) -> None:
-        numbers = (self.price, self.change, self.change_percent, self.high, self.low,
-                   self.open, self.previous_close)
-        if not all(isinstance(n, (int, float)) and math.isfinite(n) for n in numbers):
-            raise InvalidQuote(f"{self.symbol}: non-finite number in quote")
+        for n in (self.price, self.change, self.change_percent, self.high, self.low,
+                  self.open, self.previous_close):  # a loop: a stream builds a quote per tick
+            if not isinstance(n, (int, float)) or not math.isfinite(n):
+                raise InvalidQuote(f"{self.symbol}: non-finite number in quote")
         if self.price <= 0:
             raise InvalidQuote(f"{self.symbol}: price {self.price} is not positive")
         if self.volume < 0:

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 REPLY_TIMEOUT = 10.0    # seconds a sent batch may wait for its first missing reply
 CONNECT_TIMEOUT = 3.0   # unless the client's socket_connect_timeout says otherwise
-KEYS_REMEMBERED = 50_000  # packed key names kept for reuse (forgotten all at once beyond)
+TEXT_REMEMBERED = 50_000  # packed text arguments kept for reuse (all forgotten beyond)
 
 Call = tuple[list[Any], list[Any]]  # (keys, args) of one script run
 
@@ -167,7 +167,7 @@ class ScriptBatches:
         self.sha = hashlib.sha1(source.encode()).hexdigest()
         self._evalsha = b"$7\r\nEVALSHA\r\n$40\r\n%s\r\n" % self.sha.encode()
         self._load = command(b"SCRIPT", b"LOAD", source.encode())
-        self._packed_keys: dict[Any, bytes] = {}  # the same keys come back batch after batch
+        self._packed_text: dict[str, bytes] = {}
         self._conn: ScriptConnection | None = None
         self._opening: asyncio.Task | None = None
 
@@ -207,15 +207,21 @@ class ScriptBatches:
             self._conn = None
 
     def _pack(self, keys: list[Any], args: list[Any]) -> bytes:
-        packed = self._packed_keys
-        if len(packed) > KEYS_REMEMBERED:
+        """One EVALSHA. Text arguments (key names, and those every call of a batch shares)
+        come back batch after batch, so their packed form is remembered."""
+        packed = self._packed_text
+        if len(packed) > TEXT_REMEMBERED:
             packed.clear()
         parts = [b"*%d\r\n" % (3 + len(keys) + len(args)), self._evalsha, _bulk(len(keys))]
-        for key in keys:
-            if (bulk := packed.get(key)) is None:
-                bulk = packed[key] = _bulk(key)
-            parts.append(bulk)
-        parts.extend([_bulk(arg) for arg in args])
+        for value in (*keys, *args):
+            if type(value) is bytes:
+                parts.append(b"$%d\r\n%s\r\n" % (len(value), value))
+            elif type(value) is str:
+                if (bulk := packed.get(value)) is None:
+                    bulk = packed[value] = _bulk(value)
+                parts.append(bulk)
+            else:
+                parts.append(_bulk(value))
         return b"".join(parts)
 
     async def _connection(self) -> ScriptConnection:
