@@ -48,6 +48,10 @@ class DedicatedRedis:
 
     def restart(self) -> None:
         self.process.kill()
+        self.start()
+
+    def start(self) -> None:
+        """Start it again (after `kill`), on the same port, empty."""
         self.process = start_redis(self.port, self.workdir)
 
     def stop(self) -> None:

@@ -80,6 +80,8 @@ async def check_an_older_quote_never_replaces_a_newer_one(redis: RedisClient) ->
     assert [(t.seq, t.data["price"]) for t in listener.ticks] == [(1, 101.0), (2, 102.0)]
     latest = await cached(redis, "AAPL")
     assert (latest.seq, latest.data["price"]) == (2, 102.0)
+    await replica_a.aclose()
+    await replica_b.aclose()
 
 
 async def check_racing_replicas_keep_cache_and_channel_in_seq_order(redis: RedisClient) -> None:
@@ -100,6 +102,8 @@ async def check_racing_replicas_keep_cache_and_channel_in_seq_order(redis: Redis
     # Each replica publishes every one of its own quotes unless the other one's was newer.
     assert rounds <= counter <= 2 * rounds
     assert (await cached(redis, "MSFT")).seq == counter  # the cache holds the newest
+    for publisher in replicas:
+        await publisher.aclose()
 
 
 async def check_a_batch_publishes_each_symbol(redis: RedisClient) -> None:
@@ -111,6 +115,7 @@ async def check_a_batch_publishes_each_symbol(redis: RedisClient) -> None:
     again = await publisher.publish_batch([quote("B0", 10.0, T0), quote("B1", 11.0, T0)])
     assert again[0] is None and again[1].seq == 2
     assert [(await cached(redis, s)).seq for s in ("B0", "B1", "B39")] == [1, 2, 1]
+    await publisher.aclose()
 
 
 @pytest.fixture

@@ -27,8 +27,8 @@ class Sink:
         self.trades: list[Trade] = []
         self.rejected: list[tuple[list[str], str]] = []
 
-    def on_trade(self, stream: str, trade: Trade) -> None:
-        self.trades.append(trade)
+    def on_trades(self, stream: str, trades: list[Trade]) -> None:
+        self.trades.extend(trades)
 
     def on_rejected(self, stream: str, symbols: list[str], reason: str) -> None:
         self.rejected.append((symbols, reason))

@@ -82,6 +82,8 @@ async def rig(redis_url, fakes, cap=50, freshness=30.0, max_ticks=20.0) -> Async
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await r.publisher.aclose()
+            await r.manager.sessions.aclose()
 
 
 async def test_only_watched_symbols_with_a_seed_stream_and_seq_runs_on_from_polling(
@@ -204,6 +206,7 @@ async def test_session_aggregates_round_trip_through_redis(redis_url):
         assert loaded == {"AAPL": session, "NONE": None, "BAD": None}
         assert 0 < await redis.ttl(names.session_key("AAPL")) <= 5 * 86_400
         assert session.session == session_of(yesterday) != session_of(MARKET_HOURS)
+        await store.aclose()
 
 
 async def until_cached(redis, symbol: str, source: str):

@@ -96,10 +96,10 @@ class StockQuote:
     source: str
 
     def __post_init__(self) -> None:
-        numbers = (self.price, self.change, self.change_percent, self.high, self.low,
-                   self.open, self.previous_close)
-        if not all(isinstance(n, (int, float)) and math.isfinite(n) for n in numbers):
-            raise InvalidQuote(f"{self.symbol}: non-finite number in quote")
+        for n in (self.price, self.change, self.change_percent, self.high, self.low,
+                  self.open, self.previous_close):  # a loop: a stream builds a quote per tick
+            if not isinstance(n, (int, float)) or not math.isfinite(n):
+                raise InvalidQuote(f"{self.symbol}: non-finite number in quote")
         if self.price <= 0:
             raise InvalidQuote(f"{self.symbol}: price {self.price} is not positive")
         if self.volume < 0:
@@ -138,10 +138,10 @@ class StockQuote:
 
     def same_market_state(self, other: StockQuote | None) -> bool:
         """True when `other` carries the same numbers (a refetch that changed nothing)."""
-        if other is None:
-            return False
-        return (self.price, self.volume, self.high, self.low, self.open, self.previous_close) == (
-            other.price, other.volume, other.high, other.low, other.open, other.previous_close)
+        # Price first: it is what differs in most fresh quotes.
+        return (other is not None and self.price == other.price and self.volume == other.volume
+                and self.high == other.high and self.low == other.low
+                and self.open == other.open and self.previous_close == other.previous_close)
 
 
 @dataclass(slots=True)

@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import hiredis
-from redis.connection import SSLConnection, UnixDomainSocketConnection
+
+from tickwire.core.resp import command, credentials, open_connection
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,6 @@ MessageHandler = Callable[[str, bytes], None]
 DropHandler = Callable[[str], None]
 
 DISPATCH_BUDGET = 0.002  # seconds of message handling in one event-loop pass
-
-
-def _command(*parts: bytes) -> bytes:
-    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
 
 
 class SubscriberConnection(asyncio.Protocol):
@@ -70,30 +66,11 @@ class SubscriberConnection(asyncio.Protocol):
                    on_dropped: DropHandler | None = None) -> SubscriberConnection:
         """Connect as the redis-py pool described by `connection_kwargs` would (host and
         port or a Unix socket path, TLS, AUTH with username and password)."""
-        loop = asyncio.get_running_loop()
-        kwargs = connection_kwargs
-
-        def protocol() -> SubscriberConnection:
-            return cls(on_message, on_dropped)
-
-        if issubclass(connection_class, UnixDomainSocketConnection):
-            connecting = loop.create_unix_connection(protocol, kwargs["path"])
-        else:
-            tls = None
-            if issubclass(connection_class, SSLConnection):
-                tls = ssl.create_default_context(cafile=kwargs.get("ssl_ca_certs"))
-                if kwargs.get("ssl_cert_reqs") in ("none", ssl.CERT_NONE):
-                    tls.check_hostname = False
-                    tls.verify_mode = ssl.CERT_NONE
-            connecting = loop.create_connection(protocol, kwargs.get("host", "localhost"),
-                                                kwargs.get("port", 6379), ssl=tls)
-        _, conn = await asyncio.wait_for(connecting, timeout)
+        conn = await open_connection(lambda: cls(on_message, on_dropped), connection_kwargs,
+                                     connection_class, timeout)
         try:
-            if kwargs.get("password"):
-                credentials = [str(kwargs["password"]).encode()]
-                if kwargs.get("username"):
-                    credentials.insert(0, str(kwargs["username"]).encode())
-                await asyncio.wait_for(conn._ask(b"AUTH", *credentials), timeout)
+            if auth := credentials(connection_kwargs):
+                await asyncio.wait_for(conn._ask(b"AUTH", *auth), timeout)
         except BaseException:
             conn.close()
             raise
@@ -112,21 +89,21 @@ class SubscriberConnection(asyncio.Protocol):
             waiter = loop.create_future()
             self._confirmations.setdefault(channel, deque()).append(waiter)
             waiters.append(waiter)
-        self._send(_command(b"SUBSCRIBE", *encoded))
+        self._send(command(b"SUBSCRIBE", *encoded))
         await asyncio.gather(*waiters)
 
     def unsubscribe(self, channels: Iterable[str]) -> None:
         """Nothing to wait for: a message already on its way is dropped by the caller."""
         encoded = [c.encode() for c in channels]
         if encoded:
-            self._send(_command(b"UNSUBSCRIBE", *encoded))
+            self._send(command(b"UNSUBSCRIBE", *encoded))
 
     def ssubscribe(self, channel: str) -> asyncio.Future:
         """A future resolved once the node confirmed `channel`, or failed with
         ConnectionRefusedError when it refused (e.g. -MOVED: the slot lives elsewhere)."""
         encoded = channel.encode()
         waiter = asyncio.get_running_loop().create_future()
-        self._send(_command(b"SSUBSCRIBE", encoded))
+        self._send(command(b"SSUBSCRIBE", encoded))
         self._leaving.discard(encoded)
         self._sharded.append((encoded, waiter))
         return waiter
@@ -134,7 +111,7 @@ class SubscriberConnection(asyncio.Protocol):
     def sunsubscribe(self, channel: str) -> None:
         encoded = channel.encode()
         self._leaving.add(encoded)
-        self._send(_command(b"SUNSUBSCRIBE", encoded))
+        self._send(command(b"SUNSUBSCRIBE", encoded))
 
     async def ping(self) -> None:
         """Answered after every message that was queued before it: a live reader."""
@@ -148,7 +125,7 @@ class SubscriberConnection(asyncio.Protocol):
     def _ask(self, *parts: bytes) -> asyncio.Future:
         waiter = asyncio.get_running_loop().create_future()
         self._replies.append(waiter)
-        self._send(_command(*parts))
+        self._send(command(*parts))
         return waiter
 
     def _send(self, data: bytes) -> None:

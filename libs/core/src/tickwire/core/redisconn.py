@@ -5,7 +5,9 @@
 node in `TICKWIRE_REDIS_URL` and follows `-MOVED` and failovers. Both answer the same
 commands, so callers only branch where Redis itself differs: Pub/Sub of ticks is sharded
 on a cluster (`SPUBLISH`), and a script runs in a pipeline only once it is loaded on the
-node that serves its keys (`run_scripts`).
+node that serves its keys (`run_scripts`). A script run thousands of times a second goes
+through `script_batches`: on a standalone Redis, a connection of its own below redis-py
+(`scripts`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import ClusterError, NoScriptError, RedisClusterException
+
+from tickwire.core.scripts import Call, ScriptBatches
 
 RedisMode = Literal["standalone", "cluster"]
 RedisClient = aioredis.Redis | RedisCluster
@@ -78,3 +82,26 @@ async def run_scripts(redis: RedisClient, script: AsyncScript,
         await redis.script_load(script.script)  # a cluster client loads it on every primary
         pending = refused
     return replies
+
+
+class PipelinedScripts:
+    """`ScriptBatches`' interface over `run_scripts`, for a Redis Cluster: each node's calls
+    in one pipeline of redis-py's. Unlike `ScriptBatches`, a lost connection raises."""
+
+    def __init__(self, redis: RedisClient, source: str):
+        self._redis = redis
+        self._script = redis.register_script(source)
+
+    async def run(self, calls: list[Call]) -> list[Any]:
+        return await run_scripts(self._redis, self._script, calls)
+
+    async def aclose(self) -> None:
+        return None  # the client's pools are the caller's to close
+
+
+def script_batches(redis: RedisClient, source: str) -> ScriptBatches | PipelinedScripts:
+    """How to run `source` in batches (`run(calls)`: per call its reply or its exception):
+    on a connection of its own for a standalone Redis, through redis-py on a cluster."""
+    if is_cluster(redis):
+        return PipelinedScripts(redis, source)
+    return ScriptBatches(redis, source)

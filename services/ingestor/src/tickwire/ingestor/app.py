@@ -92,6 +92,8 @@ async def _background(app: web.Application):
     await consumer.stop()
     for runner in runners:
         await runner.close()
+    await publisher.aclose()
+    await sessions.aclose()
     await redis.aclose()
 
 

@@ -10,7 +10,8 @@ Guarantees, per symbol, whichever replicas publish it:
 - the cache never moves backwards: a quote observed (asked for, received) before the
   newest one published is refused (not numbered, cached or published), as happens when
   two replicas overlap during a rebalance and the one holding an older quote is late.
-A batch of quotes is one pipeline (one round trip per Redis node).
+A batch of quotes is one write of its scripts and one round trip per Redis node (on a
+standalone Redis over a connection of the publisher's own: `scripts`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from __future__ import annotations
 import time
 import uuid
 
-import msgpack
+import ormsgpack
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from tickwire.core import names
 from tickwire.core.models import StockQuote, Tick
-from tickwire.core.redisconn import RedisClient, run_scripts, tick_publish_command
+from tickwire.core.redisconn import RedisClient, script_batches, tick_publish_command
 from tickwire.core.telemetry import FLOW, TICK, traceparent
 
 TRACER = trace.get_tracer("tickwire.ingestor")
@@ -61,8 +62,7 @@ class TickPublisher:
     """
 
     def __init__(self, redis: RedisClient):
-        self._redis = redis
-        self._script = redis.register_script(_PUBLISH)
+        self._scripts = script_batches(redis, _PUBLISH)
         self._command = tick_publish_command(redis)
         self._last: dict[str, StockQuote] = {}
 
@@ -76,7 +76,7 @@ class TickPublisher:
 
     async def publish_batch(self, quotes: list[StockQuote], observed_at: float | None = None
                             ) -> list[Tick | None | Exception]:
-        """Publish quotes in one pipeline; per quote in order: its tick, None (unchanged
+        """Publish quotes in one batch; per quote in order: its tick, None (unchanged
         or stale) or the exception that kept it from Redis (its symbol may be retried).
 
         `observed_at` (Unix seconds, default now) is when this replica learned the quotes:
@@ -101,7 +101,7 @@ class TickPublisher:
             # every batch, so a restarted sequence never reuses its old epoch; symbols of
             # one batch may share it (an epoch only tells one symbol's sequences apart).
             epoch = uuid.uuid4().hex[:8]
-            replies = await run_scripts(self._redis, self._script, [
+            replies = await self._scripts.run([
                 ([names.seq_key(d.symbol), names.quote_key(d.symbol), names.tick_channel(d.symbol)],
                  [epoch, self._command, observed_ms, _head(d)])
                 for i, d in zip(changed, drafts)])
@@ -129,6 +129,10 @@ class TickPublisher:
     def forget(self, symbol: str) -> None:
         self._last.pop(symbol, None)
 
+    async def aclose(self) -> None:
+        """Close the publisher's own Redis connection (the client's pool is the caller's)."""
+        await self._scripts.aclose()
+
 
 def _draft(quote: StockQuote, parent: str | None) -> Tick:
     """The tick before Redis numbers it (seq 0, no epoch yet)."""
@@ -136,12 +140,15 @@ def _draft(quote: StockQuote, parent: str | None) -> Tick:
                 published_at=time.time_ns(), traceparent=parent)
 
 
+# A fixmap header (0x80 | entries) → the header of the same map with two entries more.
+_TWO_MORE = {0x80 | n: bytes([0x80 | (n + 2)]) for n in range(14)}
+
+
 def _head(draft: Tick) -> bytes:
-    """The tick's msgpack map with every entry but seq and epoch (its header counts them)."""
+    """The tick's msgpack map with every entry but seq and epoch (its header counts them):
+    the map packed in one call (ormsgpack: the same bytes as msgpack's, in half the time),
+    its header then told of the two entries the script adds."""
     wire = draft.to_wire()
     del wire["seq"], wire["epoch"]
-    packer = msgpack.Packer(use_bin_type=True)
-    return packer.pack_map_header(len(wire) + 2) + b"".join(
-        packer.pack(k) + packer.pack(v) for k, v in wire.items())
-
-
+    packed = ormsgpack.packb(wire)
+    return _TWO_MORE[packed[0]] + packed[1:]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from tickwire.core.models import normalise_symbol
 
@@ -22,8 +22,10 @@ class AuthFailed(Exception):
     """The provider refused the credentials: the stream waits long before trying again."""
 
 
-@dataclass(frozen=True, slots=True)
-class Trade:
+class Trade(NamedTuple):
+    """One trade (a NamedTuple: immutable, and built in a third of a frozen dataclass's
+    time, once per trade a stream brings)."""
+
     symbol: str
     price: float
     size: int
@@ -76,14 +78,27 @@ class StreamAdapter(Protocol):
         ...
 
 
+SYMBOLS_REMEMBERED = 10_000
+_symbols: dict[str, str] = {}  # provider text → canonical symbol, of valid symbols seen
+
+
 def symbol_of(raw: Any) -> str:
+    """The canonical symbol, or JunkFrame. A stream repeats a few symbols all day, so the
+    ones seen are remembered (all forgotten at once beyond SYMBOLS_REMEMBERED)."""
+    if type(raw) is str and (known := _symbols.get(raw)) is not None:
+        return known
     symbol = normalise_symbol(raw)
     if symbol is None:
         raise JunkFrame(f"bad symbol {str(raw)[:40]!r}")
+    if len(_symbols) >= SYMBOLS_REMEMBERED:
+        _symbols.clear()
+    _symbols[raw] = symbol
     return symbol
 
 
 def positive(raw: Any, name: str) -> float:
+    if type(raw) is float and 0 < raw < math.inf:  # the usual case, checked first
+        return raw
     if isinstance(raw, bool):
         raise JunkFrame(f"{name} is not a number")
     try:
@@ -96,6 +111,8 @@ def positive(raw: Any, name: str) -> float:
 
 
 def size_of(raw: Any, name: str = "size") -> int:
+    if type(raw) is int and raw >= 0:  # the usual case, checked first
+        return raw
     if raw is None:
         return 0
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):

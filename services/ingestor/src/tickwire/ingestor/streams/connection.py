@@ -40,7 +40,7 @@ HANDSHAKE_TIMEOUT = 10.0
 
 
 class StreamSink(Protocol):
-    def on_trade(self, stream: str, trade: Trade) -> None: ...
+    def on_trades(self, stream: str, trades: list[Trade]) -> None: ...
     def on_rejected(self, stream: str, symbols: list[str], reason: str) -> None: ...
 
 
@@ -240,12 +240,23 @@ class StreamConnection:
             except (orjson.JSONDecodeError, JunkFrame) as exc:
                 self._junk(str(exc))
                 continue
-            for event in events:
-                if isinstance(event, Trade):
-                    if event.symbol in self.held:
-                        self._sink.on_trade(self.name, event)
-                elif isinstance(event, Rejected):
-                    self._rejected(event)
+            self._deliver(events)
+
+    def _deliver(self, events: list) -> None:
+        """Hand a frame's events over in order: its trades of held symbols in one call
+        (up to a rejection, which changes what is held)."""
+        trades: list[Trade] = []
+        for event in events:
+            if isinstance(event, Trade):
+                if event.symbol in self.held:
+                    trades.append(event)
+            elif isinstance(event, Rejected):
+                if trades:
+                    self._sink.on_trades(self.name, trades)
+                    trades = []
+                self._rejected(event)
+        if trades:
+            self._sink.on_trades(self.name, trades)
 
     # -- failures -----------------------------------------------------------------------
 

@@ -92,7 +92,7 @@ class StreamManager:
         self._paused: dict[str, float] = {}       # symbol → monotonic time it may stream again
         self._unsaved: dict[str, Session] = {}    # sessions of demoted symbols, not yet saved
         self._conflator = Conflator(max_ticks_per_second, self._publish, clock)
-        # Labelled counters looked up once: they are bumped per trade.
+        # Labelled counters looked up once: they are bumped per frame of trades and per batch.
         self._trades: dict[str, Counter] = {}
         self._ticks: dict[str, Counter] = {}
         self.redis_ok = True
@@ -105,15 +105,23 @@ class StreamManager:
 
     # -- from the streams -------------------------------------------------------------
 
-    def on_trade(self, stream: str, trade: Trade) -> None:
-        entry = self.streamed.get(trade.symbol)
-        if entry is None or entry.stream != stream:
-            return  # a late trade of a symbol just handed back
-        self._trades[stream].inc()
-        entry.session.apply(trade)
-        entry.last_trade = self._clock()
-        entry.dirty = True
-        self._conflator.offer(trade.symbol)
+    def on_trades(self, stream: str, trades: list[Trade]) -> None:
+        """Trades that arrived together, in order: each moves its symbol's session and
+        offers the symbol for publishing; a late trade of a symbol just handed back (or
+        streamed elsewhere) is dropped. Counted once per call, not per trade."""
+        streamed, offer, now = self.streamed, self._conflator.offer, self._clock()
+        taken = 0
+        for trade in trades:
+            entry = streamed.get(trade.symbol)
+            if entry is None or entry.stream != stream:
+                continue
+            taken += 1
+            entry.session.apply(trade)
+            entry.last_trade = now
+            entry.dirty = True
+            offer(trade.symbol)
+        if taken:
+            self._trades[stream].inc(taken)
 
     def on_rejected(self, stream: str, symbols: list[str], reason: str) -> None:
         for symbol in symbols:
@@ -147,11 +155,14 @@ class StreamManager:
         ticks = [o for o in outcomes if o is not None and not isinstance(o, Exception)]
         now = self._clock()
         TICKS_PUBLISHED.inc(len(ticks))
+        per_stream: dict[str, int] = {}
         for tick in ticks:
             stream, at = received[tick.symbol]
-            self._ticks[stream].inc()
+            per_stream[stream] = per_stream.get(stream, 0) + 1
             if at is not None:
                 STREAM_LATENCY.observe(now - at)
+        for stream, count in per_stream.items():
+            self._ticks[stream].inc(count)
 
     # -- the loop ---------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ previous close, open, high, low and volume. The aggregate is seeded once from a 
 then moved by every trade. It is saved in Redis (`market-data:session:{SYMBOL}`), so the
 replica that takes a symbol over continues it. A trade of a new session (US equities: the
 session opens at 09:30 New York time) closes the old one: its last price becomes the
-previous close and open, high and low start again.
+previous close and open, high and low start again. Every streamed symbol's aggregate is
+saved once a second, so saves go over a connection of the store's own (`scripts`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import redis.asyncio as aioredis
 
 from tickwire.core import names
 from tickwire.core.models import StockQuote, iso_from_unix
-from tickwire.core.redisconn import run_scripts
+from tickwire.core.redisconn import script_batches
 from tickwire.ingestor.streams.base import Trade
 from tickwire.ingestor.streams.holidays import closed_all_day, early_close, nth_weekday
 
@@ -147,7 +148,7 @@ class SessionStore:
     def __init__(self, redis: aioredis.Redis, inactive_ttl_seconds: int = 300):
         self._redis = redis
         self._inactive_ttl = inactive_ttl_seconds
-        self._save = redis.register_script(_SAVE)
+        self._save = script_batches(redis, _SAVE)
 
     async def load(self, symbols: list[str]) -> dict[str, Session | None]:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -161,6 +162,10 @@ class SessionStore:
                   [SESSION_TTL_SECONDS, self._inactive_ttl,
                    *(item for pair in session.to_hash().items() for item in pair)])
                  for symbol, session in sessions.items()]
-        for reply in await run_scripts(self._redis, self._save, calls):
+        for reply in await self._save.run(calls):
             if isinstance(reply, Exception):
                 raise reply
+
+    async def aclose(self) -> None:
+        """Close the store's own Redis connection (the client's pool is the caller's)."""
+        await self._save.aclose()

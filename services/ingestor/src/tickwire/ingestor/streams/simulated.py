@@ -87,4 +87,4 @@ class SimulatedStream:
         price = max(0.01, round(price * math.exp(self._rng.gauss(0, self._volatility)), 2))
         self._prices[symbol] = price
         self.last_message_at = time.monotonic()
-        self._sink.on_trade(self.name, Trade(symbol, price, trade_size(self._rng), now))
+        self._sink.on_trades(self.name, [Trade(symbol, price, trade_size(self._rng), now)])
