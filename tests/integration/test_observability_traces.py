@@ -299,7 +299,11 @@ async def test_spans_of_all_three_services_arrive_over_otlp_http(receiver, stack
             if not roots:
                 return None
             mine = [s for s in receiver.spans if s.trace_id == roots[0].trace_id]
-            return mine if "tick fan-out" in {s.name for s in mine} else None
+            # Each service exports on its own schedule: wait for all three, not the first.
+            complete = "tick fan-out" in {s.name for s in mine} and \
+                {s.service for s in mine} >= {"tickwire-edge", "tickwire-registry",
+                                              "tickwire-ingestor"}
+            return mine if complete else None
 
         flow = await eventually(subscription_trace, timeout=30)
     finally:
