@@ -94,40 +94,38 @@ async def test_conflation_publishes_the_newest_state_at_most_once_per_interval()
     state = {"value": 0}
     published: list[int] = []
     gate = asyncio.Event()
+    changed = asyncio.Condition()
 
     async def publish(symbols: list[str]) -> None:
         assert symbols == ["AAPL"]
         published.append(state["value"])
+        async with changed:
+            changed.notify_all()
         if len(published) == 1:
             await gate.wait()  # the first publish is slow: offers meanwhile fold
+
+    async def until_published(value: int) -> None:
+        async with asyncio.timeout(5), changed:
+            await changed.wait_for(lambda: published and published[-1] == value)
 
     conflator = Conflator(1000.0, publish)
     state["value"] = 1
     conflator.offer("AAPL")
-    for _ in range(100):
-        if published:
-            break
-        await asyncio.sleep(0.01)
+    await until_published(1)
     for n in range(2, 6):  # while the first publish is under way
         state["value"] = n
         conflator.offer("AAPL")
         await asyncio.sleep(0)
     gate.set()
-    for _ in range(100):
-        if published[-1] == 5:
-            break
-        await asyncio.sleep(0.01)
+    await until_published(5)
     # One publish under way while the rest arrive, one more for all of them: in order, the
     # newest last.
     assert published == [1, 5]
     conflator.drop("AAPL")
     state["value"] = 6
     conflator.offer("AAPL")  # a dropped symbol starts afresh
-    for _ in range(100):
-        if published[-1] == 6:
-            break
-        await asyncio.sleep(0.01)
-    assert len(published) == 3 and published[-1] == 6
+    await until_published(6)
+    assert published == [1, 5, 6]
     await conflator.close()
 
 
