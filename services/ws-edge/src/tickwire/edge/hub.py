@@ -39,7 +39,7 @@ from tickwire.edge.coldread import ColdReads
 from tickwire.edge.frames import TickFrames
 from tickwire.edge.observability import HOT, fan_out_span, upstream_span
 from tickwire.edge.session import Session
-from tickwire.edge.snapshots import LatestTicks, SnapshotReader
+from tickwire.edge.snapshots import LatestTicks
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,6 @@ class Hub:
         self._releases: dict[str, asyncio.TimerHandle] = {}
         self._held: dict[str, tuple[Tick, TickFrames]] | None = None  # while paused
         self._latest = LatestTicks(bus)
-        self._reads = SnapshotReader(bus)  # for symbols not held (REST reads past the cap)
 
     def symbols(self) -> list[str]:
         """The symbols this edge holds upstream (what its heartbeat announces)."""
@@ -86,7 +85,7 @@ class Hub:
             return await self._latest.latest(symbols)
         others = [s for s in symbols if s not in self._watchers]
         ticks = dict(zip(held, await self._latest.latest(held)))
-        ticks.update(zip(others, await self._reads.latest(others)))
+        ticks.update(zip(others, await self._latest.read(others)))  # REST past the cap
         return [ticks[s] for s in symbols]
 
     def subscriber_counts(self) -> dict[str, int]:

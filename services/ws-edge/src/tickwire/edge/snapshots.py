@@ -75,6 +75,10 @@ class LatestTicks:
                 self._known.setdefault(symbol, tick)  # a tick seen meanwhile is newer
         return [self._known[s] if s in self._known else read[s] for s in symbols]
 
+    async def read(self, symbols: list[str]) -> list[Tick | None]:
+        """Symbols not held, straight from Redis (in the same batched reads); nothing kept."""
+        return await self._reads.latest(symbols)
+
     def _check(self) -> None:
         if self._bus.gaps != self._gaps:
             self._known.clear()
