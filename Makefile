@@ -2,6 +2,10 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.local/bin:$(PATH)
 PYTEST := uv run --frozen pytest
+# Test processes (pytest-xdist); each has its own Redis and Kafka, and a file's tests stay
+# in one process. Most tests wait on services, so 2 halve the time even on 2 cores.
+TEST_WORKERS ?= 2
+PARALLEL := -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: install install-test run run-cluster down test test-web test-unit test-integration test-deploy bench soak
 
@@ -25,7 +29,7 @@ down:
 
 # Everything: the web client's type check and Vitest suite, then every Python tier.
 test: install-test test-web
-	@$(PYTEST) -q
+	@$(PYTEST) -q $(PARALLEL)
 
 test-web:
 	@libs/web-client/build.sh --test
@@ -34,7 +38,7 @@ test-unit: install
 	@$(PYTEST) -q libs services
 
 test-integration: install-test
-	@$(PYTEST) -q tests/integration
+	@$(PYTEST) -q $(PARALLEL) tests/integration
 
 test-deploy: install-test
 	@$(PYTEST) -q tests/deploy

@@ -35,9 +35,19 @@ def _docker_available() -> bool:
         return False
 
 
+def _named(variable: str) -> str | None:
+    """A server named by `variable`, which only one test process may use: every test
+    starts by emptying it."""
+    value = os.environ.get(variable)
+    if value and int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+        pytest.fail(f"{variable} names a server that parallel test processes would share: "
+                    f"run with TEST_WORKERS=1 (pytest -n 0)")
+    return value
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory) -> Iterator[str]:
-    if url := os.environ.get("TICKWIRE_REDIS_URL"):
+    if url := _named("TICKWIRE_REDIS_URL"):
         yield url
     elif _docker_available():
         from testcontainers.community.redis import RedisContainer
@@ -54,7 +64,7 @@ def redis_server(tmp_path_factory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def kafka_server(tmp_path_factory) -> Iterator[str]:
-    if bootstrap := os.environ.get("TICKWIRE_KAFKA_BOOTSTRAP_SERVERS"):
+    if bootstrap := _named("TICKWIRE_KAFKA_BOOTSTRAP_SERVERS"):
         yield bootstrap
     elif _docker_available():
         from testcontainers.community.kafka import KafkaContainer

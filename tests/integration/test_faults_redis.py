@@ -61,6 +61,16 @@ async def _all_ready(services) -> bool:
     return set(await _readiness(services)) == {200}
 
 
+async def _until_all_ready(services, timeout: float) -> None:
+    """Fails naming each service that is not ready and why."""
+    try:
+        await eventually(lambda: _all_ready(services), timeout=timeout)
+    except TimeoutError:
+        answers = [(s.url, await get_json(f"{s.url}/readyz")) for s in services]
+        raise AssertionError([(url, status, body) for url, (status, body, _) in answers
+                              if status != 200]) from None
+
+
 async def test_redis_killed_and_restarted_clients_keep_their_sockets_and_ticks_resume(
         kafka_bootstrap, tmp_path):
     redis = await asyncio.to_thread(DedicatedRedis, tmp_path / "redis")
@@ -104,7 +114,7 @@ async def _outage(stack, redis: DedicatedRedis, clients: list[WsClient]) -> None
     # rebuilt from the edges' heartbeats.
     await eventually(lambda: _numsub_is(redis.url, SYMBOLS, 2), timeout=10)
     await eventually(lambda: _registry_sees(registry.url, SYMBOLS, 2), timeout=15)
-    await eventually(lambda: _all_ready([registry, ingestor, *edges]), timeout=15)
+    await _until_all_ready([registry, ingestor, *edges], timeout=30)
     assert alive(*stack.started) == []
     # The flow goes on in order in the new epoch.
     for client in clients:

@@ -16,6 +16,7 @@ from tickwire.core.events import ActiveSymbolEvent
 from tickwire.core.models import StockQuote, iso_from_unix
 from tickwire.ingestor.assignments import ActiveSymbols
 from tickwire.ingestor.feed import FeedStore
+from tickwire.ingestor.lifetimes import KeyLifetimes
 from tickwire.ingestor.publisher import TickPublisher
 from tickwire.ingestor.streams import StreamManager
 from tickwire.ingestor.streams.connection import StreamConnection
@@ -200,12 +201,39 @@ async def test_session_aggregates_round_trip_through_redis(redis_url):
         store = SessionStore(redis)
         yesterday = MARKET_HOURS - 86_400
         session = Session.seed(rest_quote("AAPL"), yesterday)
-        await store.save({"AAPL": session})
+        await store.save({"AAPL": session}, lambda: {"AAPL"})
         await redis.hset(names.session_key("BAD"), mapping={"session": "x", "open": "y"})
         loaded = await store.load(["AAPL", "NONE", "BAD"])
         assert loaded == {"AAPL": session, "NONE": None, "BAD": None}
         assert 0 < await redis.ttl(names.session_key("AAPL")) <= 5 * 86_400
         assert session.session == session_of(yesterday) != session_of(MARKET_HOURS)
+        await store.aclose()
+
+
+async def test_a_session_saved_around_its_symbols_inactivity_expires_with_its_other_keys(
+        redis_url):
+    async with redis_at(redis_url) as redis:
+        lifetimes = KeyLifetimes(redis, 30)
+        store = SessionStore(redis, lifetimes)
+        session = Session.seed(rest_quote("AAPL"), MARKET_HOURS)
+        # The inactivity was written before the save that creates the key (a demoted
+        # symbol's last save): the symbol is no longer owned, so the key gets the short TTL.
+        lifetimes.changed("GONE", False)
+        await lifetimes.write()
+        await store.save({"GONE": session, "KEPT": session}, lambda: {"KEPT"})
+        assert 0 < await redis.ttl(names.session_key("GONE")) <= 30
+        assert await redis.ttl(names.session_key("KEPT")) > 30
+        # The symbol goes inactive while its save is under way: the expiry waits for it.
+        expiry: list[asyncio.Task] = []
+
+        def owned_until_now() -> set[str]:
+            lifetimes.changed("LATE", False)
+            expiry.append(asyncio.ensure_future(lifetimes.write()))
+            return {"LATE"}
+
+        await store.save({"LATE": session}, owned_until_now)
+        assert await expiry[0] == 1
+        assert 0 < await redis.ttl(names.session_key("LATE")) <= 30
         await store.aclose()
 
 

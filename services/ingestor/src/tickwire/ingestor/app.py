@@ -73,7 +73,7 @@ async def _background(app: web.Application):
     poller = Poller(runners, active, publisher, feed,
                     Scheduler(settings.poll_interval, settings.freshness_seconds), lifetimes)
     poller.latency_warning_seconds = settings.latency_warning_seconds
-    sessions = SessionStore(redis, settings.inactive_key_ttl_seconds)
+    sessions = SessionStore(redis, lifetimes)
     streams = app[STREAMS] = StreamManager(active, publisher, feed, sessions,
                                            settings.max_ticks_per_second,
                                            settings.freshness_seconds, poll_busy=poller.busy)

@@ -9,9 +9,13 @@ Guarantees:
   TTL the quote has (SET ... KEEPTTL), so a poll answer landing just after the symbol
   went inactive does not make its cache permanent.
 - Changes that could not be written (Redis down) are kept and written on the next try.
+- Writes are serialised with other writers of these keys that hold `writing` (the
+  session saves): a save that creates a key cannot land after the expiry meant for it.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from tickwire.core import names
 from tickwire.core.redisconn import RedisClient
@@ -25,7 +29,8 @@ def symbol_keys(symbol: str) -> list[str]:
 class KeyLifetimes:
     def __init__(self, redis: RedisClient, ttl_seconds: int):
         self._redis = redis
-        self._ttl = ttl_seconds
+        self.ttl = ttl_seconds
+        self.writing = asyncio.Lock()
         self._due: dict[str, bool] = {}  # symbol → active, newest change only
 
     def changed(self, symbol: str, active: bool) -> None:
@@ -34,6 +39,12 @@ class KeyLifetimes:
     async def write(self) -> int:
         """Write the changes seen so far (one pipeline); returns how many symbols.
         Raises RedisError/OSError, keeping what was not written for the next call."""
+        if not self._due:
+            return 0
+        async with self.writing:
+            return await self._write()
+
+    async def _write(self) -> int:
         due, self._due = self._due, {}
         if not due:
             return 0
@@ -44,7 +55,7 @@ class KeyLifetimes:
                         if active:
                             pipe.persist(key)
                         else:
-                            pipe.expire(key, self._ttl)
+                            pipe.expire(key, self.ttl)
                 await pipe.execute()
         except BaseException:
             for symbol, active in due.items():

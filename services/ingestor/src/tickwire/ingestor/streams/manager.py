@@ -309,7 +309,7 @@ class StreamManager:
         if not moved:
             return
         try:
-            await self.sessions.save(moved)
+            await self.sessions.save(moved, self.active.symbols)
             recovered = await self.feed.mark_fetched(list(moved), self._wall())
             if recovered:
                 await self.feed.announce(FeedState.RECOVERED, recovered, "stream trades flow")

@@ -11,6 +11,7 @@ saved once a second, so saves go over a connection of the store's own (`scripts`
 
 from __future__ import annotations
 
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
@@ -19,6 +20,7 @@ import redis.asyncio as aioredis
 from tickwire.core import names
 from tickwire.core.models import StockQuote, iso_from_unix
 from tickwire.core.redisconn import script_batches
+from tickwire.ingestor.lifetimes import KeyLifetimes
 from tickwire.ingestor.streams.base import Trade
 from tickwire.ingestor.streams.holidays import closed_all_day, early_close, nth_weekday
 
@@ -134,9 +136,10 @@ class Session:
             return None
 
 
-# Write a session and refresh its long TTL, unless the key carries a shorter one: the
-# symbol went inactive (`lifetimes`) and a save still in flight must not keep it alive.
-# KEYS: the session hash; ARGV: long TTL, the inactive TTL, then field/value pairs.
+# Write a session and give it a TTL (the long one, or the inactive one for a symbol this
+# replica no longer owns), unless the key carries a shorter one: the symbol went inactive
+# (`lifetimes`) and a save must not keep it alive.
+# KEYS: the session hash; ARGV: the TTL to give, the inactive TTL, then field/value pairs.
 _SAVE = """
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 local ttl = redis.call('TTL', KEYS[1])
@@ -145,9 +148,13 @@ if ttl < 0 or ttl > tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[1]
 
 
 class SessionStore:
-    def __init__(self, redis: aioredis.Redis, inactive_ttl_seconds: int = 300):
+    """Guarantees: a symbol's saved session expires with its other keys once it is
+    inactive, whichever of the save and the inactivity came first (saves are ordered with
+    `lifetimes`' writes, and a symbol not owned at save time gets the inactive TTL)."""
+
+    def __init__(self, redis: aioredis.Redis, lifetimes: KeyLifetimes | None = None):
         self._redis = redis
-        self._inactive_ttl = inactive_ttl_seconds
+        self._lifetimes = lifetimes if lifetimes is not None else KeyLifetimes(redis, 300)
         self._save = script_batches(redis, _SAVE)
 
     async def load(self, symbols: list[str]) -> dict[str, Session | None]:
@@ -157,12 +164,18 @@ class SessionStore:
             replies = await pipe.execute()
         return {s: Session.from_hash(raw) if raw else None for s, raw in zip(symbols, replies)}
 
-    async def save(self, sessions: dict[str, Session]) -> None:
-        calls = [([names.session_key(symbol)],
-                  [SESSION_TTL_SECONDS, self._inactive_ttl,
-                   *(item for pair in session.to_hash().items() for item in pair)])
-                 for symbol, session in sessions.items()]
-        for reply in await self._save.run(calls):
+    async def save(self, sessions: dict[str, Session],
+                   owned: Callable[[], Container[str]]) -> None:
+        """`owned`: the symbols this replica owns, asked once the save may start."""
+        inactive = self._lifetimes.ttl
+        async with self._lifetimes.writing:
+            mine = owned()
+            calls = [([names.session_key(symbol)],
+                      [SESSION_TTL_SECONDS if symbol in mine else inactive, inactive,
+                       *(item for pair in session.to_hash().items() for item in pair)])
+                     for symbol, session in sessions.items()]
+            replies = await self._save.run(calls)
+        for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
 
