@@ -1,14 +1,16 @@
-"""Conflation at the source: at most `per_second` publishes per symbol in any second,
-always of the newest state.
+"""Conflation at the source: at most `per_second` publishes per symbol in any second
+(counted when they come due), always of the newest state.
 
 `offer(symbol)` says the symbol's state changed. It is published as soon as the symbol's
-budget allows (on the next point of a `BATCH_GRID_SECONDS` grid, see below); offers
-meanwhile fold into that one publish, which reads the state when it runs. The budget: at
-most `per_second` publish starts in any one-second window (for rates under 1: one per
-1/per_second seconds), and starts at least half the average spacing apart. So a symbol
-trading at about the limit is published as it trades, without waiting for a fixed slot,
-and a hot one is spread over the second, not sent in one burst. A symbol has at most one
-publish in flight, so its ticks leave in the order of the states they carry.
+budget allows (`RateBudget`: at most `per_second` publishes come due in any one-second
+window, for rates under 1 one per 1/per_second seconds, at least half the average spacing
+apart); offers meanwhile fold into that one publish, which reads the state when it runs.
+A publish starts on the next point of a `BATCH_GRID_SECONDS` grid after it came due (see
+below), and the budget counts the time it came due: the grid's wait, or a late loop,
+never pushes the next publishes back, so a symbol trading right at the limit is published
+as it trades, with the same latency after an hour as after a second, and a hot one is
+spread over the second, not sent in one burst. A symbol has at most one publish in flight,
+so its ticks leave in the order of the states they carry.
 Symbols that come due within one grid interval are published together, in one call
 (`publish(symbols)`) at the interval's end: one batch of round trips to Redis instead of
 one per symbol or per received frame (a batch's fixed cost, a write, a read, a task and
@@ -29,11 +31,32 @@ log = logging.getLogger(__name__)
 BATCH_GRID_SECONDS = 0.002  # due symbols start on this grid of the loop's clock, together
 
 
-class _Slot:
-    __slots__ = ("starts", "busy", "dirty", "timer")
+class RateBudget:
+    """At most `count` claims in any `window` seconds, at least `spacing` apart. `claim(now)`
+    books the earliest time at or after `now` within the budget and returns it."""
 
-    def __init__(self, count: int) -> None:
-        self.starts: deque[float] = deque(maxlen=count)  # the newest publish starts
+    __slots__ = ("_count", "_window", "_spacing", "_claims")
+
+    def __init__(self, count: int, window: float, spacing: float) -> None:
+        self._count, self._window, self._spacing = count, window, spacing
+        self._claims: deque[float] = deque(maxlen=count)  # the newest ones
+
+    def claim(self, now: float) -> float:
+        claims = self._claims
+        at = now
+        if claims:
+            at = max(at, claims[-1] + self._spacing)
+            if len(claims) == self._count:
+                at = max(at, claims[0] + self._window)
+        claims.append(at)
+        return at
+
+
+class _Slot:
+    __slots__ = ("budget", "busy", "dirty", "timer")
+
+    def __init__(self, budget: RateBudget) -> None:
+        self.budget = budget
         self.busy = False     # a publish scheduled or running
         self.dirty = False    # offered while busy
         self.timer: asyncio.TimerHandle | None = None
@@ -55,7 +78,8 @@ class Conflator:
     def offer(self, symbol: str) -> None:
         slot = self._slots.get(symbol)
         if slot is None:
-            slot = self._slots[symbol] = _Slot(self._count)
+            slot = self._slots[symbol] = _Slot(
+                RateBudget(self._count, self._window, self._spacing))
         if slot.busy:
             slot.dirty = True
             return
@@ -63,11 +87,8 @@ class Conflator:
 
     def _schedule(self, symbol: str, slot: _Slot) -> None:
         slot.busy = True
-        starts = slot.starts
-        next_at = starts[-1] + self._spacing if starts else 0.0
-        if len(starts) == self._count:
-            next_at = max(next_at, starts[0] + self._window)
-        wait = next_at - self._clock()
+        now = self._clock()
+        wait = slot.budget.claim(now) - now
         if wait <= 0:
             self._start(symbol, slot)
         else:
@@ -85,10 +106,8 @@ class Conflator:
     def _flush(self) -> None:
         self._flushing = None
         due, self._due = self._due, []
-        now = self._clock()
-        for _, slot in due:  # the start counted is the batch's: never before its budget
+        for _, slot in due:
             slot.dirty = False
-            slot.starts.append(now)
         task = asyncio.create_task(self._run(due))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
