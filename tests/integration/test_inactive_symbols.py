@@ -14,7 +14,8 @@ SYMBOLS = [f"GONE{n}" for n in range(150)]
 
 
 def _keys(symbol: str) -> list[str]:
-    return [names.quote_key(symbol), names.seq_key(symbol), names.feed_key(symbol)]
+    return [names.quote_key(symbol), names.seq_key(symbol), names.feed_key(symbol),
+            names.session_key(symbol)]
 
 
 async def _existing(redis: aioredis.Redis) -> int:
