@@ -182,14 +182,22 @@ class Injector:
             self._drain_replies(sock)
 
     def _drain_replies(self, sock: socket.socket) -> None:
+        """Whatever the server has answered so far, without waiting, to `_replies`."""
         while True:
             try:
                 data = sock.recv(1 << 20, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 return
             if not data:
-                raise ConnectionError("redis closed the connection")
-            self.errors += data.count(b"-ERR") + data.count(b"-WRONG") + data.count(b"-MOVED")
+                self._closed(sock)
+                return
+            self._replies(data)
+
+    def _replies(self, data: bytes) -> None:
+        self.errors += data.count(b"-ERR") + data.count(b"-WRONG") + data.count(b"-MOVED")
+
+    def _closed(self, sock: socket.socket) -> None:
+        raise ConnectionError("redis closed the connection")
 
     def _mark(self) -> tuple:
         keys, times = self.log_key, self.log_t

@@ -1,5 +1,6 @@
-"""A load-generator process: holds many client sockets that speak tickwire's protocol and
-records every update they receive.
+"""A load-generator process: holds many client sockets that speak tickwire's protocol (or,
+with `client_class`, another server's: bench/centrifugo_client.py) and records every
+update they receive.
 
 Each client is a bare asyncio Protocol with a minimal RFC 6455 client (masked frames out,
 unmasked frames in, pings answered; with `deflate` it offers permessage-deflate as
@@ -88,6 +89,11 @@ class Stats:
 
 
 class Client(asyncio.Protocol):
+    """One socket speaking tickwire's protocol. Another protocol (bench/centrifugo_client.py)
+    subclasses it and replaces `PATH`, `_subscribe` and `_message`."""
+
+    PATH = "/ws"  # the WebSocket endpoint
+
     def __init__(self, ident: int, symbols: list[str], index: dict[str, int], binary: bool,
                  host: str, port: int, stats: Stats, ready: asyncio.Future,
                  max_hz: float | None = None, deflate: bool = False):
@@ -119,7 +125,7 @@ class Client(asyncio.Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
         key = base64.b64encode(os.urandom(16)).decode()
-        lines = ["GET /ws HTTP/1.1", f"Host: {self.host}:{self.port}", "Upgrade: websocket",
+        lines = [f"GET {self.PATH} HTTP/1.1", f"Host: {self.host}:{self.port}", "Upgrade: websocket",
                  "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
         if self.binary:
             lines.append(f"Sec-WebSocket-Protocol: {MSGPACK_SUBPROTOCOL}")
@@ -139,6 +145,11 @@ class Client(asyncio.Protocol):
             self.inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         del self.buf[:end + 4]
         self.upgraded = True
+        self._subscribe()
+        return True
+
+    def _subscribe(self) -> None:
+        """Right after the handshake: ask for every symbol of this client."""
         message = {"action": "subscribe", "symbols": self.symbols}
         if self.max_hz:
             message["maxHz"] = self.max_hz
@@ -146,7 +157,6 @@ class Client(asyncio.Protocol):
             self.transport.write(client_frame(OP_BINARY, msgpack.packb(message)))
         else:
             self.transport.write(client_frame(OP_TEXT, orjson.dumps(message)))
-        return True
 
     def subscribed(self) -> bool:
         ready = self.ready
@@ -210,19 +220,7 @@ class Client(asyncio.Protocol):
     def _frame(self, opcode: int, payload: bytes, now: int) -> None:
         if opcode == OP_TEXT or opcode == OP_BINARY:
             self.stats.frames += 1
-            message = msgpack.unpackb(payload) if self.binary else orjson.loads(payload)
-            kind = message.get("type")
-            if kind == "price_update":
-                self._update(message, now)
-            elif kind == "batch_update":
-                for update in message["updates"]:
-                    self._update(update, now)
-            elif kind == "subscribed":
-                if not self.ready.done():
-                    self.ready.set_result(now)
-            elif kind == "error":
-                code = str(message.get("code"))
-                self.stats.errors[code] = self.stats.errors.get(code, 0) + 1
+            self._message(payload, now)
         elif opcode == OP_PING:
             self.transport.write(client_frame(OP_PONG, payload))
         elif opcode == OP_CLOSE:
@@ -231,6 +229,22 @@ class Client(asyncio.Protocol):
             self.closing = True
             self.transport.write(client_frame(OP_CLOSE, payload[:2]))
             self.transport.close()
+
+    def _message(self, payload: bytes, now: int) -> None:
+        """One text or binary message of the server's."""
+        message = msgpack.unpackb(payload) if self.binary else orjson.loads(payload)
+        kind = message.get("type")
+        if kind == "price_update":
+            self._update(message, now)
+        elif kind == "batch_update":
+            for update in message["updates"]:
+                self._update(update, now)
+        elif kind == "subscribed":
+            if not self.ready.done():
+                self.ready.set_result(now)
+        elif kind == "error":
+            code = str(message.get("code"))
+            self.stats.errors[code] = self.stats.errors.get(code, 0) + 1
 
     def _update(self, update: dict, now: int) -> None:
         if not self.first_update_ns:
@@ -269,8 +283,9 @@ class Client(asyncio.Protocol):
 class Loader:
     def __init__(self, conn, host: str, port: int, clients: list[tuple[int, list[str]]],
                  symbols: list[str], binary: bool, concurrency: int, max_hz: float | None,
-                 deflate: bool = False):
+                 deflate: bool = False, client_class: type[Client] = Client):
         self.conn = conn
+        self.client_class = client_class
         self.deflate = deflate
         self.max_hz = max_hz
         self.host = host
@@ -329,8 +344,9 @@ class Loader:
             async with gate:
                 begin = time.time_ns()
                 ready = loop.create_future()
-                client = Client(ident, symbols, self.index, self.binary, self.host, self.port,
-                                self.stats, ready, self.max_hz, self.deflate)
+                client = self.client_class(ident, symbols, self.index, self.binary, self.host,
+                                           self.port, self.stats, ready, self.max_hz,
+                                           self.deflate)
                 client.began_ns = begin
                 try:
                     # One bound for the whole attempt, the TCP connect included (a
@@ -354,8 +370,9 @@ class Loader:
 
 def main(conn, host: str, port: int, clients: list[tuple[int, list[str]]], symbols: list[str],
          binary: bool, concurrency: int, max_hz: float | None = None,
-         deflate: bool = False) -> None:
-    """Process entry point (multiprocessing, spawn)."""
+         deflate: bool = False, client_class: type[Client] = Client) -> None:
+    """Process entry point (multiprocessing, spawn). `client_class` is the protocol the
+    sockets speak: tickwire's `Client` or a subclass of it."""
     uvloop.install()
     asyncio.run(Loader(conn, host, port, clients, symbols, binary, concurrency, max_hz,
-                       deflate).run())
+                       deflate, client_class).run())

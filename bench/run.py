@@ -6,7 +6,9 @@ trial starts ONE server process, the tick injector and the load generators (all 
 processes), connects every client (handshake + subscribe), idles, injects ticks at
 `--rate`, warms up, measures `--duration` seconds, then steps the rate up by `--sat-factor`
 until p99 latency passes `--sat-p99-ms` (the saturation point) and measures once more at
-half that rate. Figures are the median over repeats; `ratio` is tickwire ÷ baseline.
+half that rate. Figures are the median over repeats; `ratio` is tickwire ÷ baseline, and
+for the reconnect storm's figures tickwire ÷ Centrifugo (bench/storm.py: its trials run
+against Centrifugo too, interleaved, when a Centrifugo binary is found).
 
 Every process started here is stopped by its PID, and all traffic stays on 127.0.0.1.
 Run `uv run --frozen python -m bench.run --help` for the flags.
@@ -35,14 +37,16 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from bench import coldstart, injector, loadgen, storm, upstream
+from bench import centrifugo, centrifugo_feed, coldstart, injector, loadgen, storm, upstream
 from bench.analysis import Joined, latency_timeline, percentiles
+from bench.centrifugo_client import CentrifugoClient
 from bench.workload import Workload
 from tickwire.localstack import (ManagedProcess, ServiceLauncher, free_port, start_kafka,
                                  start_redis, wait_http_ok)
 
 REPO = Path(__file__).resolve().parent.parent
 SYSTEMS = ("tickwire", "baseline")
+STORM_SYSTEMS = ("tickwire", storm.COMPARATOR)
 MP = multiprocessing.get_context("spawn")
 
 
@@ -120,6 +124,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     r.add_argument("--storm-rate", type=float, default=20.0, help="ticks/s during the storm")
     r.add_argument("--storm-concurrency", type=int, default=500,
                    help="connection attempts in flight, over all load generators")
+    r.add_argument("--storm-systems", default=",".join(STORM_SYSTEMS),
+                   help="comma-separated subset: centrifugo runs when a binary is found "
+                        f"(${centrifugo.BINARY_ENV}, else `centrifugo` on PATH, else "
+                        f"{centrifugo.INSTALL_DIR}; build it with `python -m bench.centrifugo "
+                        "--install`), and is skipped with a line saying why otherwise")
     k = p.add_argument_group("workers (issue #20: TICKWIRE_EDGE_WORKERS)")
     k.add_argument("--workers", type=int, default=2,
                    help="also run the full fan-out trial against an edge with this many "
@@ -142,6 +151,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.systems = [x for x in args.systems.split(",") if x]
     args.variants = [x for x in args.variants.split(",") if x]
+    args.storm_systems = [x for x in args.storm_systems.split(",") if x]
     if any(set(v.split("+")) - {"deflate", "msgpack"} for v in args.variants):
         p.error("--variants takes deflate, msgpack or deflate+msgpack")
     if any("=" not in item for item in args.edge_env):
@@ -149,6 +159,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(args.systems) - set(SYSTEMS)
     if unknown:
         p.error(f"unknown systems {sorted(unknown)}")
+    if "tickwire" not in args.storm_systems or set(args.storm_systems) - set(STORM_SYSTEMS):
+        p.error(f"--storm-systems takes tickwire, optionally with {storm.COMPARATOR}")
     return args
 
 
@@ -334,7 +346,11 @@ class Trial:
     # -- lifecycle --------------------------------------------------------------
 
     def _start_server(self) -> None:
-        if self.system.startswith("tickwire"):
+        if self.system == storm.COMPARATOR:
+            self.server = centrifugo.start(self.args.centrifugo_binary, self.port,
+                                           self.stack.redis_url, self.workdir,
+                                           f"centrifugo-{self.kind}-{self.repeat}")
+        elif self.system.startswith("tickwire"):
             launcher = ServiceLauncher(self.stack.redis_url, self.stack.kafka_bootstrap,
                                        self.workdir)
             big = str(max(10 * self.args.clients, 1000))
@@ -527,7 +543,12 @@ class Trial:
                         "load_before": os.getloadavg()}
         try:
             self._start_server()
-            self.injector = Child("injector", injector.main, "127.0.0.1", self.stack.redis_port,
+            # Centrifugo's feed is the injector's ticks through its HTTP API, not into Redis.
+            feed, feed_port, client_class = (
+                (centrifugo_feed.main, self.port, CentrifugoClient)
+                if self.system == storm.COMPARATOR
+                else (injector.main, self.stack.redis_port, loadgen.Client))
+            self.injector = Child("injector", feed, "127.0.0.1", feed_port,
                                   workload.symbols, workload.tick_weights.tolist(),
                                   uuid.uuid4().hex[:8], args.seed)
             self.injector.conn.send(("prime",))
@@ -539,13 +560,14 @@ class Trial:
                 specs[ident % args.loaders].append((ident, [workload.symbols[i] for i in subs]))
             self.loaders = [Child(f"loader-{i}", loadgen.main, "127.0.0.1", self.port, spec,
                                   workload.symbols, args.msgpack, args.connect_concurrency,
-                                  vars(args).get("max_hz"), args.deflate)
+                                  vars(args).get("max_hz"), args.deflate, client_class)
                             for i, spec in enumerate(specs)]
             for loader in self.loaders:
                 loader.expect("ready")
             if self.kind == "storm":
-                result["storm"] = storm.measure(self, args.storm_rate, profile=args.profile)
-                if args.profile:
+                profile = args.profile and self.system.startswith("tickwire")  # py-spy: Python
+                result["storm"] = storm.measure(self, args.storm_rate, profile=profile)
+                if profile:
                     result["profile"] = self._summarise_profiles()
                 return result
             profile = args.profile and self.system.startswith("tickwire")
@@ -606,7 +628,9 @@ class Trial:
             if self.injector is not None and self.injector.process.is_alive():
                 try:
                     self.injector.conn.send(("stop",))
-                    self.injector.expect("mark", 30)
+                    # Its error count and CPU are the whole trial's.
+                    _, _, _, self.injector_errors, self.injector_cpu = \
+                        self.injector.expect("mark", 30)
                 except (OSError, RuntimeError, EOFError):
                     pass
             for loader in self.loaders:
@@ -617,10 +641,11 @@ class Trial:
                     except (OSError, RuntimeError, EOFError):
                         pass
             self._stop()
-        result["loaders"] = _sum_counters(self.loader_counters[-len(self.loaders):])
-        result["injector"] = {"redis_errors": self.injector_errors,
-                              "cpu_s": round(self.injector_cpu, 3)}
-        result["load_after"] = os.getloadavg()
+            # Here, so that the storm's early return records them too.
+            result["loaders"] = _sum_counters(self.loader_counters[-len(self.loaders):])
+            result["injector"] = {"redis_errors": self.injector_errors,
+                                  "cpu_s": round(self.injector_cpu, 3)}
+            result["load_after"] = os.getloadavg()
         return result
 
     def _saturate(self, subs, main: dict) -> dict:
@@ -784,7 +809,9 @@ def _get(result: dict, path: tuple) -> float | None:
     return node
 
 
-def summarise(results: list[dict], systems: list[str], figures: dict) -> tuple[dict, dict]:
+def summarise(results: list[dict], systems: list[str], figures: dict,
+              against: str = "baseline") -> tuple[dict, dict]:
+    """Each system's median of each figure, and tickwire's ÷ `against`'s."""
     medians: dict = {}
     for system in systems:
         runs = [r for r in results if r["system"] == system]
@@ -793,9 +820,9 @@ def summarise(results: list[dict], systems: list[str], figures: dict) -> tuple[d
             values = [v for v in (_get(r, path) for r in runs) if v is not None]
             medians[system][name] = round(statistics.median(values), 4) if values else None
     ratio = {}
-    if "tickwire" in medians and "baseline" in medians:
+    if "tickwire" in medians and against in medians:
         for name in figures:
-            a, b = medians["tickwire"][name], medians["baseline"][name]
+            a, b = medians["tickwire"][name], medians[against][name]
             ratio[name] = round(a / b, 3) if a is not None and b else None
     return medians, ratio
 
@@ -860,15 +887,36 @@ def targets(medians: dict, ratio: dict, variant_ratio: dict | None = None) -> di
         "saturation_ratio_min": check(ratio.get("saturation_tick_rate"), 0.9, ">="),
         "half_saturation_loop_lag_p99_ms_max": check(
             tw.get("half_saturation_loop_lag_p99_ms"), 5.0, "<="),
-        # Issue #20: a 5,000-socket storm subscribed within 3 s at 20 ticks/s, no timeouts.
+        # Issue #20: a 5,000-socket storm subscribed within 3 s at 20 ticks/s, no timeouts,
+        # and at most Centrifugo's CPU per connection in the same run.
         "storm_all_subscribed_s_max": check(tw.get("storm_all_subscribed_s"), 3.0, "<="),
         "storm_timed_out_max": check(tw.get("storm_timed_out"), 0, "<="),
+        "storm_cpu_per_conn_vs_centrifugo_max": check(
+            ratio.get("storm_server_cpu_ms_per_conn"), 1.0, "<="),
         # Issue #20: 2 workers against 1, saturation point >= 1.4 x.
         "workers_saturation_ratio_min": check(
             (variant_ratio or {}).get("tickwire-2w/tickwire saturation_tick_rate"), 1.4, ">="),
         # Issue #15: a provider's trade reaches a client within 50 ms at p99.
         "upstream_p99_ms_max": check(tw.get("upstream_latency_p99_ms"), 50, "<="),
     }
+
+
+def storm_lineup(args: argparse.Namespace) -> tuple[list[str], dict]:
+    """The storm's systems, and what the report says of the comparator: the binary, where
+    it was found, its version and engine, or why it is not measured (also printed)."""
+    if args.storm_clients <= 0 or "tickwire" not in args.systems:
+        return [], {}
+    if storm.COMPARATOR not in args.storm_systems:
+        return ["tickwire"], {"skipped": "not in --storm-systems"}
+    binary, where = centrifugo.find_binary()
+    skipped = (where if binary is None else
+               "the comparison is for plain JSON clients (--msgpack or --deflate given)"
+               if args.msgpack or args.deflate else None)
+    if skipped:
+        print(f"storm: {storm.COMPARATOR} skipped: {skipped}", flush=True)
+        return ["tickwire"], {"skipped": skipped}
+    return list(STORM_SYSTEMS), {"binary": str(binary), "found_in": where,
+                                 "version": centrifugo.version(binary), "engine": "redis"}
 
 
 def schedule(systems: list[str], repeats: int) -> list[tuple[str, int]]:
@@ -917,6 +965,7 @@ def main(argv: list[str] | None = None) -> int:
     ingest_systems = [system for system in args.systems
                       if system == "tickwire" or not args.ingest_max_hz]
     fanout_systems = [] if args.no_fanout else list(args.systems)
+    storm_systems, comparator = storm_lineup(args)
     if args.workers >= 2 and "tickwire" in fanout_systems:
         fanout_systems.append(workers_system(args.workers))
     try:
@@ -935,21 +984,22 @@ def main(argv: list[str] | None = None) -> int:
                   f"{sat['tick_rate'] or args.rate} ticks/s, capacity "
                   f"{'' if sat['capacity_found'] else '>='}{sat['capacity_msgs_per_s']} msg/s "
                   f"({result['seconds']} s)", flush=True)
-        if args.storm_clients > 0 and "tickwire" in args.systems:
+        if storm_systems:
             storm_args = argparse.Namespace(**{
                 **vars(args), "clients": args.storm_clients,
-                "connect_concurrency": max(1, args.storm_concurrency // args.loaders)})
+                "connect_concurrency": max(1, args.storm_concurrency // args.loaders),
+                "centrifugo_binary": comparator.get("binary")})
             storm_workload = Workload.build(clients=args.storm_clients, symbols=args.symbols,
                                             per_client=args.per_client,
                                             popularity=args.popularity,
                                             tick_skew=args.tick_skew, seed=args.seed)
-            for repeat in range(1, args.repeats + 1):
-                result = Trial("tickwire", repeat, storm_args, storm_workload, stack, workdir,
+            for system, repeat in schedule(storm_systems, args.repeats):
+                result = Trial(system, repeat, storm_args, storm_workload, stack, workdir,
                                kind="storm").run()
                 storm_results.append(result)
                 f = result["storm"]
-                print(f"  storm #{repeat}: {f['connected']}/{f['clients']} subscribed in "
-                      f"{f['all_subscribed_s']} s ({f['connections_per_s']}/s), first update "
+                print(f"  storm {system:10} #{repeat}: {f['connected']}/{f['clients']} subscribed "
+                      f"in {f['all_subscribed_s']} s ({f['connections_per_s']}/s), first update "
                       f"p99 {f['first_update_ms']['p99']} ms, refused {f['refused']}, timed out "
                       f"{f['timed_out']}, {f['server_cpu_ms_per_conn']} cpu-ms/conn", flush=True)
         if args.variants and "tickwire" in args.systems:
@@ -999,8 +1049,11 @@ def main(argv: list[str] | None = None) -> int:
 
     medians, ratio = summarise(results, fanout_systems, FIGURES)
     if storm_results:
-        storm_medians, _ = summarise(storm_results, ["tickwire"], storm.FIGURES)
-        medians.setdefault("tickwire", {}).update(storm_medians["tickwire"])
+        storm_medians, storm_ratio = summarise(storm_results, storm_systems, storm.FIGURES,
+                                               against=storm.COMPARATOR)
+        for system in storm_systems:
+            medians.setdefault(system, {}).update(storm_medians[system])
+        ratio.update(storm_ratio)
     if variant_results:
         labels = [f"tickwire+{v}" for v in args.variants]
         variant_medians, _ = summarise(variant_results, labels, VARIANT_FIGURES)
@@ -1031,12 +1084,16 @@ def main(argv: list[str] | None = None) -> int:
                      "subscriptions": int(watchers.sum()),
                      "symbols_watched": int((watchers > 0).sum()),
                      "top_symbol_watchers": int(watchers.max())},
-        "figures": {name: {"better": better}
-                    for name, (_, better) in {**FIGURES, **INGEST_FIGURES, **storm.FIGURES,
-                                              **upstream.FIGURES}.items()}
+        # "ratio": which ratio of `ratio` a figure has, when it has one.
+        "figures": {name: {"better": better, "ratio": "tickwire/baseline"}
+                    for name, (_, better) in {**FIGURES, **INGEST_FIGURES}.items()}
+                   | {name: {"better": better, "ratio": f"tickwire/{storm.COMPARATOR}"}
+                      for name, (_, better) in storm.FIGURES.items()}
+                   | {name: {"better": better} for name, (_, better) in upstream.FIGURES.items()}
                    | {name: {"better": better} for name, better in coldstart.FIGURES.items()},
         "median": medians,
         "ratio": ratio,
+        "storm_comparator": comparator,
         "variant_ratio": variant_ratio,
         "targets": targets(medians, ratio, variant_ratio),
         "runs": [{k: v for k, v in r.items() if k not in ("timeline", "latencies_ms")}
@@ -1102,15 +1159,20 @@ def _jsonable(value):
 
 
 def _print_summary(report: dict) -> None:
+    """The medians, one column per system, then one per ratio (tickwire ÷ another system)
+    that this run has."""
     systems = list(report["median"])
+    figures, ratio = report["figures"], report["ratio"]
+    ratios = list(dict.fromkeys(figures[name]["ratio"] for name in ratio))
     print(f"\n{'figure (median)':30}" + "".join(f"{s:>18}" for s in systems)
-          + ("   tickwire/baseline" if report["ratio"] else ""))
-    for name in report["figures"]:
+          + "".join(f"{label:>22}" for label in ratios))
+    for name in figures:
         row = "".join(f"{_fmt(report['median'][s].get(name)):>18}" for s in systems)
-        ratio = report["ratio"].get(name)
-        print(f"{name:30}{row}" + (f"{_fmt(ratio):>20}" if report["ratio"] else ""))
-    for name, ratio in report["variant_ratio"].items():
-        print(f"{name:60}{_fmt(ratio):>10}")
+        cells = "".join(f"{_fmt(ratio.get(name)) if figures[name].get('ratio') == label else '':>22}"
+                        for label in ratios)
+        print(f"{name:30}{row}{cells}")
+    for name, value in report["variant_ratio"].items():
+        print(f"{name:60}{_fmt(value):>10}")
 
 
 def _fmt(value) -> str:

@@ -1,14 +1,18 @@
 """The reconnect-storm trial (issue #20): when an edge dies, its sockets reconnect to
 the others at once.
 
-One tickwire edge with a live feed (`--storm-rate` ticks/s); `--storm-clients` sockets,
-split over the load generators, connect and subscribe `--per-client` symbols each, at
-most `--storm-concurrency` attempts in flight in all, each attempt bounded by 30 s.
-Figures: time from the first attempt to the last `subscribed` ack (**all subscribed**),
-connections per second, handshake-to-ack and attempt-to-first-update percentiles (the
-first update is usually the snapshot: what a user waits to see prices again), refused
-(an HTTP answer other than 101) and timed-out attempts, and the edge's CPU per
-connection over the storm (workers included).
+One server with a live feed (`--storm-rate` ticks/s): a tickwire edge, or Centrifugo
+(`COMPARATOR`, bench/centrifugo.py) with the same workload, interleaved with it in the
+same run. `--storm-clients` sockets, split over the load generators, connect and
+subscribe `--per-client` symbols each, at most `--storm-concurrency` attempts in flight
+in all, each attempt bounded by 30 s. Figures: time from the first attempt to the last
+`subscribed` ack (**all subscribed**), connections per second, handshake-to-ack and
+attempt-to-first-update percentiles (tickwire's first update is the snapshot, what a user
+waits to see prices again; Centrifugo sends none, so its first update is the first live
+publication and depends on the feed's rate), refused (an HTTP answer other than 101) and
+timed-out attempts, and the server's CPU per connection from the first attempt to the
+last ack (workers, threads included). The first updates are gathered once every
+subscribed client has one, or after `FIRST_UPDATE_BOUND_S`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ import time
 import numpy as np
 
 from bench.analysis import percentiles
+
+COMPARATOR = "centrifugo"  # the storm's ratios are tickwire ÷ this system
+FIRST_UPDATE_BOUND_S = 30.0
 
 FIGURES = {  # name: (path in a storm result, better when)
     "storm_all_subscribed_s": (("storm", "all_subscribed_s"), "lower"),
@@ -38,6 +45,20 @@ def classify(failures: dict[str, int]) -> tuple[int, int, int]:
     return refused, timed_out, sum(failures.values()) - refused - timed_out
 
 
+def first_updates(loaders, connected: int) -> list[float]:
+    """Every subscribed client's attempt-to-first-update (ms), asked for until `connected`
+    clients have one or FIRST_UPDATE_BOUND_S has passed."""
+    deadline = time.monotonic() + FIRST_UPDATE_BOUND_S
+    while True:
+        firsts: list[float] = []
+        for loader in loaders:
+            loader.conn.send(("first_updates",))
+            firsts.extend(loader.expect("first_updates")[1])
+        if len(firsts) >= connected or time.monotonic() >= deadline:
+            return firsts
+        time.sleep(0.2)
+
+
 def measure(trial, rate: float, profile: bool = False) -> dict:
     """Run the storm on a started `trial` (server, injector primed, loaders ready):
     feed at `rate`, connect everyone at once, gather the figures. With `profile`, py-spy
@@ -52,12 +73,8 @@ def measure(trial, rate: float, profile: bool = False) -> dict:
     after = trial._cpu()
     if spy is not None:
         trial._unspy(spy)
-    time.sleep(0.5)  # the last acks' snapshots
-    firsts: list[float] = []
-    for loader in trial.loaders:
-        loader.conn.send(("first_updates",))
-        firsts.extend(loader.expect("first_updates")[1])
     connected = sum(len(info["connected"]) for info in connects)
+    firsts = first_updates(trial.loaders, connected)
     failures: dict[str, int] = {}
     for info in connects:
         for reason, n in info["failures"].items():

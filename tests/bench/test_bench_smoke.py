@@ -1,5 +1,7 @@
 """The benchmark end to end with small numbers: it runs, stops everything it started, and
-writes a complete, self-consistent report. Nothing here depends on how fast the machine is."""
+writes a complete, self-consistent report. Nothing here depends on how fast the machine is.
+The reconnect storm runs against Centrifugo too when a Centrifugo binary is found (an
+optional comparator: without one, the report and output must say it was skipped)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# The repository's `bench` package, not the `tests/bench` folder (see test_capacity.py).
+sys.path.insert(0, str(REPO))
+
+from bench.centrifugo import find_binary  # noqa: E402
+
 CLIENTS = 30
 SMOKE = ["--clients", str(CLIENTS), "--symbols", "25", "--per-client", "4", "--rate", "40",
          "--warmup", "1", "--duration", "2", "--drain", "1", "--repeats", "1",
@@ -114,15 +121,32 @@ def test_bench_smoke_report_is_complete_and_consistent(tmp_path: Path):
     assert "deflate_cpu_per_msg_vs_plain_max" in report["targets"]
 
     # The reconnect storm (issue #20): everyone subscribed, nobody refused or timed out,
-    # and every client saw its first update (each symbol has a cached snapshot).
-    (storm_run,) = [r for r in report["runs"] if r["kind"] == "storm"]
-    storm = storm_run["storm"]
-    assert storm["clients"] == storm["connected"] == 60
-    assert storm["refused"] == storm["timed_out"] == storm["other_failures"] == 0
-    assert storm["first_update_ms"]["count"] == 60 == storm["clients_with_an_update"]
-    assert storm["handshake_subscribe_ms"]["count"] == 60
-    assert storm["server_cpu_ms_per_conn"] > 0 and storm["connections_per_s"] > 0
-    assert report["median"]["tickwire"]["storm_all_subscribed_s"] > 0
+    # and every client saw its first update (tickwire: each symbol's cached snapshot;
+    # Centrifugo, when there is one: a live publication).
+    centrifugo, why_not = find_binary()
+    storms = {r["system"]: r for r in report["runs"] if r["kind"] == "storm"}
+    assert set(storms) == ({"tickwire", "centrifugo"} if centrifugo else {"tickwire"})
+    for system, storm_run in storms.items():
+        storm = storm_run["storm"]
+        assert storm["clients"] == storm["connected"] == 60, system
+        assert storm["refused"] == storm["timed_out"] == storm["other_failures"] == 0, system
+        assert storm["first_update_ms"]["count"] == 60 == storm["clients_with_an_update"]
+        assert storm["handshake_subscribe_ms"]["count"] == 60
+        assert storm["server_cpu_ms_per_conn"] > 0 and storm["connections_per_s"] > 0
+        assert storm_run["loaders"]["regressions"] == 0 and not storm_run["loaders"]["errors"]
+        assert storm_run["injector"]["redis_errors"] == 0  # Centrifugo's: API errors
+        assert report["median"][system]["storm_all_subscribed_s"] > 0
+    assert storms["tickwire"]["loaders"]["snapshots"] == 60 * 4
+    assert "storm_cpu_per_conn_vs_centrifugo_max" in report["targets"]
+    if centrifugo:
+        assert storms["centrifugo"]["loaders"]["snapshots"] == 0
+        assert storms["centrifugo"]["loaders"]["updates"] > 0
+        assert report["ratio"]["storm_server_cpu_ms_per_conn"] is not None
+        assert report["storm_comparator"]["engine"] == "redis"
+        assert "tickwire/centrifugo" in result.stdout
+    else:
+        assert result.stdout.count(f"storm: centrifugo skipped: {why_not}") == 1
+        assert report["storm_comparator"] == {"skipped": why_not}
     # Two workers against one, in the same run.
     assert report["variant_ratio"]["tickwire-2w/tickwire saturation_tick_rate"] > 0
     assert {"storm_all_subscribed_s_max", "workers_saturation_ratio_min",
@@ -137,8 +161,9 @@ def test_bench_smoke_report_is_complete_and_consistent(tmp_path: Path):
     assert main["accounting"]["conflated"] > 0  # maxHz 1 at 80 ticks/s per symbol
 
     medians, ratio = report["median"], report["ratio"]
-    for name, value in ratio.items():
-        a, b = medians["tickwire"][name], medians["baseline"][name]
+    for name, value in ratio.items():  # tickwire ÷ the other system each figure names
+        other = report["figures"][name]["ratio"].removeprefix("tickwire/")
+        a, b = medians["tickwire"][name], medians[other][name]
         if value is None:
             assert a is None or not b
         else:

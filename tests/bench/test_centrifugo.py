@@ -1,0 +1,85 @@
+"""The storm's optional comparator (bench/centrifugo.py): where the benchmark looks for a
+Centrifugo binary, the one line it prints when it skips the comparison, and, where a
+binary is found, that the configuration it generates gives a Centrifugo on the Redis
+engine that takes the feed's publishes."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+import redis
+
+REPO = Path(__file__).resolve().parents[2]
+# The repository's `bench` package, not the `tests/bench` folder (see test_capacity.py).
+sys.path.insert(0, str(REPO))
+
+from bench import centrifugo  # noqa: E402
+from bench.run import parse_args, storm_lineup  # noqa: E402
+from tickwire.localstack import free_port, start_redis  # noqa: E402
+
+
+def test_the_env_var_names_the_binary(tmp_path: Path, monkeypatch):
+    binary = tmp_path / "centrifugo"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    monkeypatch.setenv(centrifugo.BINARY_ENV, str(binary))
+    assert centrifugo.find_binary() == (binary, f"${centrifugo.BINARY_ENV}")
+    monkeypatch.setenv(centrifugo.BINARY_ENV, str(tmp_path / "missing"))
+    found, why = centrifugo.find_binary()
+    assert found is None and str(tmp_path / "missing") in why
+
+
+def test_without_a_binary_the_storm_runs_tickwire_alone_and_says_why(tmp_path, monkeypatch,
+                                                                     capsys):
+    monkeypatch.setenv(centrifugo.BINARY_ENV, str(tmp_path / "missing"))
+    systems, comparator = storm_lineup(parse_args([]))
+    assert systems == ["tickwire"]
+    assert comparator == {"skipped": centrifugo.find_binary()[1]}
+    assert capsys.readouterr().out == f"storm: centrifugo skipped: {comparator['skipped']}\n"
+
+
+def test_the_comparison_is_for_plain_json_clients(tmp_path, monkeypatch, capsys):
+    binary = tmp_path / "centrifugo"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    monkeypatch.setenv(centrifugo.BINARY_ENV, str(binary))
+    systems, comparator = storm_lineup(parse_args(["--msgpack"]))
+    assert systems == ["tickwire"] and "plain JSON" in comparator["skipped"]
+    assert capsys.readouterr().out.count("\n") == 1
+
+
+def api(port: int, method: str, body: dict) -> dict:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/{method}",
+                                     data=json.dumps(body).encode(),
+                                     headers={"X-API-Key": centrifugo.API_KEY})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.timeout(120)
+def test_the_generated_config_runs_on_the_redis_engine(tmp_path: Path):
+    binary, why = centrifugo.find_binary()
+    if binary is None:
+        pytest.skip(f"Centrifugo is an optional benchmark comparator: {why}")
+    redis_port, port = free_port(), free_port()
+    redis_server = start_redis(redis_port, tmp_path / "redis")
+    server = None
+    try:
+        server = centrifugo.start(binary, port, f"redis://127.0.0.1:{redis_port}/0",
+                                  tmp_path, "centrifugo")
+        published = api(port, "batch", {"commands": [
+            {"publish": {"channel": centrifugo.channel("AAAA"), "data": {"seq": 1}}},
+            {"publish": {"channel": "elsewhere:AAAA", "data": {"seq": 1}}}]})
+        assert published["replies"][0] == {"publish": {}}
+        assert "error" in published["replies"][1]  # only the quotes namespace exists
+        # The Redis engine's broker listens on Redis under the configured prefix.
+        channels = redis.Redis(port=redis_port).pubsub_channels()
+        assert b"tickwire-bench-centrifugo.control" in channels
+    finally:
+        if server is not None:
+            server.stop()
+        redis_server.stop()
