@@ -74,16 +74,38 @@ class CentrifugoFeed(Injector):
         answers += data
         while (end := answers.find(b"\r\n\r\n")) >= 0:
             head = bytes(answers[:end]).lower()
-            length = int(head.split(b"content-length:", 1)[1].split(b"\r\n", 1)[0]) \
-                if b"content-length:" in head else 0
-            if len(answers) < end + 4 + length:
+            complete = http_body(head, answers, end + 4)
+            if complete is None:
                 return
-            body = bytes(answers[end + 4:end + 4 + length])
+            body, answer_end = complete
             if not head.startswith(b"http/1.1 200"):
                 self.errors += 1
             self.errors += body.count(b'"error"')
             self.unanswered -= 1
-            del answers[:end + 4 + length]
+            del answers[:answer_end]
+
+
+def http_body(head: bytes, buffer: bytearray, start: int) -> tuple[bytes, int] | None:
+    """The body of an HTTP/1.1 answer whose lower-cased `head` ends at `start` in `buffer`,
+    and where the answer ends; None while part of it has still to come. Go's server sends
+    a body that fits its buffer with Content-Length, a larger one (a batch of hundreds of
+    replies) chunked."""
+    if b"transfer-encoding: chunked" not in head:
+        length = int(head.split(b"content-length:", 1)[1].split(b"\r\n", 1)[0]) \
+            if b"content-length:" in head else 0
+        end = start + length
+        return (bytes(buffer[start:end]), end) if len(buffer) >= end else None
+    chunks, at = [], start
+    while (line_end := buffer.find(b"\r\n", at)) >= 0:
+        size = int(bytes(buffer[at:line_end]).split(b";", 1)[0], 16)
+        chunk_end = line_end + 2 + size
+        if len(buffer) < chunk_end + 2:
+            return None
+        if size == 0:  # the last chunk (Go sends no trailers)
+            return b"".join(chunks), chunk_end + 2
+        chunks.append(bytes(buffer[line_end + 2:chunk_end]))
+        at = chunk_end + 2
+    return None
 
 
 def main(conn, host: str, port: int, symbols: list[str], weights: list[float], epoch: str,

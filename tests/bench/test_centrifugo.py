@@ -1,7 +1,7 @@
 """The storm's optional comparator (bench/centrifugo.py): where the benchmark looks for a
-Centrifugo binary, the one line it prints when it skips the comparison, and, where a
-binary is found, that the configuration it generates gives a Centrifugo on the Redis
-engine that takes the feed's publishes."""
+Centrifugo binary, the one line it prints when it skips the comparison, how the feed reads
+the API's answers, and, where a binary is found, that the configuration it generates
+gives a Centrifugo on the Redis engine that takes the feed's publishes."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from bench import centrifugo  # noqa: E402
+from bench.centrifugo_feed import http_body  # noqa: E402
 from bench.run import parse_args, storm_lineup  # noqa: E402
 from tickwire.localstack import free_port, start_redis  # noqa: E402
 
@@ -50,6 +51,19 @@ def test_the_comparison_is_for_plain_json_clients(tmp_path, monkeypatch, capsys)
     systems, comparator = storm_lineup(parse_args(["--msgpack"]))
     assert systems == ["tickwire"] and "plain JSON" in comparator["skipped"]
     assert capsys.readouterr().out.count("\n") == 1
+
+
+def test_the_feed_reads_whole_answers_with_a_length_or_chunked():
+    head = b"http/1.1 200 ok\r\ncontent-length: 11"
+    answer = bytearray(b'{"a":"b"}\r\nHTTP/1.1')  # the body, then the next answer's start
+    assert http_body(head, answer, 0) == (b'{"a":"b"}\r\n', 11)
+    assert http_body(head, bytearray(b'{"a":'), 0) is None
+    head = b"http/1.1 200 ok\r\ntransfer-encoding: chunked"
+    chunked = b'5\r\n{"rep\r\n8\r\nlies":[]\r\n1\r\n}\r\n0\r\n\r\n'
+    assert http_body(head, bytearray(chunked + b"HTTP/1.1"), 0) == (b'{"replies":[]}',
+                                                                  len(chunked))
+    for cut in range(len(chunked)):
+        assert http_body(head, bytearray(chunked[:cut]), 0) is None, cut
 
 
 def api(port: int, method: str, body: dict) -> dict:
