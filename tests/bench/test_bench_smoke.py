@@ -49,7 +49,9 @@ def run_bench(out: Path) -> subprocess.CompletedProcess:
     return run_module("bench.run", *SMOKE, "--out", str(out))
 
 
-def consistent_window(figures: dict) -> None:
+def consistent_window(figures: dict, cpu_measured: bool = True) -> None:
+    """`cpu_measured`: False for the short saturation steps, where a lightly loaded server
+    can use less CPU than the kernel's 10 ms accounting tick, so it reads 0."""
     acc = figures["accounting"]
     assert acc["expected"] > 0
     assert 0 <= acc["delivered"] <= acc["expected"]
@@ -61,7 +63,8 @@ def consistent_window(figures: dict) -> None:
     assert lat["count"] > 0
     assert 0 <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p999"] <= lat["max"]
     assert figures["tick_rate"] > 0 and figures["delivered_msgs_per_s"] > 0
-    assert figures["server_cpu_us_per_msg"] > 0
+    assert figures["server_cpu_us_per_msg"] > 0 if cpu_measured else \
+        figures["server_cpu_us_per_msg"] >= 0
 
 
 @pytest.mark.timeout(660)
@@ -90,9 +93,9 @@ def test_bench_smoke_report_is_complete_and_consistent(tmp_path: Path):
         assert fanout["largest_fanout"] <= fanout["top_symbol_watchers"]
         saturation = run["saturation"]
         for step in saturation["steps"]:
-            consistent_window(step)
+            consistent_window(step, cpu_measured=False)
         if "at_half" in saturation:
-            consistent_window(saturation["at_half"])
+            consistent_window(saturation["at_half"], cpu_measured=False)
         if run["system"].startswith("tickwire"):
             assert run["loaders"]["snapshots"] == CLIENTS * 4  # one per subscribed symbol
             assert main["accounting"]["server_conflated"] is not None
