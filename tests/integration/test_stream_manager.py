@@ -45,7 +45,7 @@ class Rig:
         self.active = ActiveSymbols()
         self.publisher = TickPublisher(redis)
         self.manager = StreamManager(self.active, self.publisher, FeedStore(redis),
-                                     SessionStore(redis), max_ticks, freshness,
+                                     SessionStore(redis, KeyLifetimes(redis, 300)), max_ticks, freshness,
                                      wall=lambda: MARKET_HOURS + (time.monotonic() - START))
         self.conn = StreamConnection(FinnhubAdapter(fakes.ws_url(FINNHUB), GOOD_KEY, cap),
                                      self.manager, backoff_seconds=0.05, backoff_max_seconds=0.2)
@@ -198,7 +198,7 @@ async def test_a_symbol_the_provider_refuses_goes_back_to_polling(redis_url, fak
 
 async def test_session_aggregates_round_trip_through_redis(redis_url):
     async with redis_at(redis_url) as redis:
-        store = SessionStore(redis)
+        store = SessionStore(redis, KeyLifetimes(redis, 300))
         yesterday = MARKET_HOURS - 86_400
         session = Session.seed(rest_quote("AAPL"), yesterday)
         await store.save({"AAPL": session}, lambda: {"AAPL"})

@@ -152,9 +152,10 @@ class SessionStore:
     inactive, whichever of the save and the inactivity came first (saves are ordered with
     `lifetimes`' writes, and a symbol not owned at save time gets the inactive TTL)."""
 
-    def __init__(self, redis: aioredis.Redis, lifetimes: KeyLifetimes | None = None):
+    def __init__(self, redis: aioredis.Redis, lifetimes: KeyLifetimes):
+        """`lifetimes`: the writer of the symbols' key lifetimes these saves are ordered with."""
         self._redis = redis
-        self._lifetimes = lifetimes if lifetimes is not None else KeyLifetimes(redis, 300)
+        self._lifetimes = lifetimes
         self._save = script_batches(redis, _SAVE)
 
     async def load(self, symbols: list[str]) -> dict[str, Session | None]:
