@@ -45,7 +45,8 @@ class Rig:
         self.active = ActiveSymbols()
         self.publisher = TickPublisher(redis)
         self.manager = StreamManager(self.active, self.publisher, FeedStore(redis),
-                                     SessionStore(redis, KeyLifetimes(redis, 300)), max_ticks, freshness,
+                                     SessionStore(redis, KeyLifetimes(redis, 300)),
+                                     max_ticks, freshness,
                                      wall=lambda: MARKET_HOURS + (time.monotonic() - START))
         self.conn = StreamConnection(FinnhubAdapter(fakes.ws_url(FINNHUB), GOOD_KEY, cap),
                                      self.manager, backoff_seconds=0.05, backoff_max_seconds=0.2)
