@@ -12,9 +12,11 @@ counts as connected when the `subscribed` ack arrives.
 
 For every update (not snapshots) it records (client, symbol << 32 | seq, receive time in
 Unix ns, taken once per socket read); the runner joins that with the injector's log of
-`publishedAt`. Live counters: frames, updates, snapshots, seq regressions (an update not
-newer than the last one of its symbol: the protocol says that never happens), server
-errors, closes, and the bytes that came over the wire after the handshake.
+`publishedAt`. Live counters: frames, updates, snapshots, symbols seen (client-symbol pairs
+with an update: a live tick that beat the snapshot makes the snapshot redundant), seq
+regressions (an update not newer than the last one of its symbol: the protocol says that
+never happens), server errors, closes, and the bytes that came over the wire after the
+handshake.
 
 Commands from the runner (a multiprocessing pipe): ("connect",), ("mark",), ("finish",),
 and ("first_updates",): per connected client, milliseconds from its connection attempt
@@ -68,6 +70,7 @@ class Stats:
         self.frames = 0
         self.updates = 0
         self.snapshots = 0
+        self.symbols_seen = 0  # (client, symbol) pairs that got an update
         self.regressions = 0
         self.errors: dict[str, int] = {}
         self.closed_by_server: dict[str, int] = {}
@@ -82,7 +85,7 @@ class Stats:
     def counters(self) -> dict:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return {"frames": self.frames, "updates": self.updates, "snapshots": self.snapshots,
-                "regressions": self.regressions, "errors": dict(self.errors),
+                "symbols_seen": self.symbols_seen, "regressions": self.regressions, "errors": dict(self.errors),
                 "closed_by_server": dict(self.closed_by_server), "lost": self.lost,
                 "wire_bytes": self.wire_bytes,
                 "cpu_s": usage.ru_utime + usage.ru_stime}
@@ -251,7 +254,10 @@ class Client(asyncio.Protocol):
             self.first_update_ns = now
         symbol = self.index[update["symbol"]]
         seq = update["seq"]
-        last = self.last.get(symbol, 0)
+        last = self.last.get(symbol)
+        if last is None:  # this symbol's first update on this client, snapshot or live
+            self.stats.symbols_seen += 1
+            last = 0
         if update.get("snapshot"):
             self.stats.snapshots += 1
             if seq > last:

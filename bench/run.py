@@ -78,6 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "same workload and rate, main window only ('' skips them)")
     w.add_argument("--seed", type=int, default=7)
     t = p.add_argument_group("timing")
+    t.add_argument("--idle-seconds", type=float, default=3.0,
+                   help="seconds with every client subscribed and no ticks, before the warmup "
+                        "(the server's idle CPU is reported beside its CPU per update)")
     t.add_argument("--warmup", type=float, default=3.0, help="seconds at --rate before measuring")
     t.add_argument("--duration", type=float, default=10.0, help="measured seconds")
     t.add_argument("--drain", type=float, default=2.0,
@@ -88,7 +91,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="skip the fan-out trials (main window, saturation search, workers) "
                         "and run only the other trials, e.g. the storm")
     s = p.add_argument_group("saturation search")
-    s.add_argument("--sat-steps", type=int, default=8, help="most rate steps up")
+    s.add_argument("--sat-steps", type=int, default=11, help="most rate steps up")
     s.add_argument("--sat-factor", type=float, default=1.5, help="rate multiplier per step")
     s.add_argument("--sat-step-seconds", type=float, default=3.0)
     s.add_argument("--sat-p99-ms", type=float, default=100.0, help="p99 that marks saturation")
@@ -591,8 +594,14 @@ class Trial:
                 "rate_per_s": round(len(connected) / span, 1) if span else None,
                 "handshake_subscribe_ms": percentiles(handshakes),
             }
-            time.sleep(1.0)
+            # Idle: every client connected and subscribed, no ticks. What the server burns
+            # here (heartbeats, sweeps, metrics) is a fixed cost inside the main window's
+            # CPU per update, so it is reported beside it.
+            idle0 = self._cpu()
+            time.sleep(args.idle_seconds)
+            idle1 = self._cpu()
             rss_idle = self._rss()
+            idle_cores = (idle1["server"] - idle0["server"]) / ((idle1["t"] - idle0["t"]) / 1e9)
             n = max(1, len(connected))
             sub_client = np.array([c for c in connected for _ in workload.subscriptions[c]],
                                   dtype=np.int64)
@@ -607,6 +616,7 @@ class Trial:
             self._collect()
             figures = self._figures(self._joined(), main, args.rate, subs)
             figures["wire_bytes_per_update"] = _wire_bytes_per_update(self.loader_counters)
+            figures["server_idle_cpu_cores"] = round(idle_cores, 4)
             figures["rss_per_conn_idle_kib"] = round((rss_idle - rss0) / n / 1024, 2)
             figures["rss_per_conn_load_kib"] = round((main["rss_max"] - rss0) / n / 1024, 2)
             figures["server_rss_start_mib"] = round(rss0 / 2**20, 2)
@@ -760,6 +770,7 @@ FIGURES = {  # name: (path in a trial result, better when "higher" / "lower")
     "latency_p999_ms": (("main", "latency_ms", "p999"), "lower"),
     "cpu_us_per_msg": (("main", "server_cpu_us_per_msg"), "lower"),
     "server_cpu_cores": (("main", "server_cpu_cores"), "lower"),
+    "idle_cpu_cores": (("main", "server_idle_cpu_cores"), "lower"),
     "rss_per_conn_idle_kib": (("main", "rss_per_conn_idle_kib"), "lower"),
     "rss_per_conn_load_kib": (("main", "rss_per_conn_load_kib"), "lower"),
     "connect_rate_per_s": (("connect", "rate_per_s"), "higher"),
