@@ -65,7 +65,8 @@ class FakeFinnhub:
             await ws.send_json({"type": "error", "msg": "Subscribing to too many symbols"})
         else:
             symbols.add(symbol)
-            self.prices.setdefault(symbol, round(random.uniform(50, 500), 2))
+            # The same start for a symbol every run: a restarted fake does not jump.
+            self.prices.setdefault(symbol, round(random.Random(symbol).uniform(50, 500), 2))
             print(f"subscribe {symbol} (holding {len(symbols)})", flush=True)
 
     def _trade(self, symbol: str, now_ms: int) -> dict:

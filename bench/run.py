@@ -416,7 +416,11 @@ class Trial:
             "redis": cpu_seconds(self.stack.redis.pid),
             "kafka": cpu_seconds(self.stack.kafka.pid),
             "runner": cpu_seconds(os.getpid()),
-            "machine_busy": sum(busy) - busy.idle - getattr(busy, "iowait", 0.0),
+            # Steal (CPU the hypervisor gave another guest) on its own: a shared host
+            # slows every process without any of them running; guest time is in user.
+            "machine_busy": sum(busy) - busy.idle - sum(
+                getattr(busy, name, 0.0) for name in ("iowait", "steal", "guest", "guest_nice")),
+            "machine_steal": getattr(busy, "steal", 0.0),
         }
 
     def _collect(self) -> None:
@@ -511,7 +515,8 @@ class Trial:
         accounting = joined.accounting(window["t0"], window["t1"], window["horizon"], *subs,
                                        window["conflated"])
         cpu = window["cpu"]
-        known = sum(v for k, v in cpu.items() if k not in ("machine_busy", "server_system"))
+        known = sum(v for k, v in cpu.items()
+                    if k not in ("machine_busy", "machine_steal", "server_system"))
         published = joined.published_between(window["t0"], window["t1"])
         return {
             "target_tick_rate": rate,
@@ -531,6 +536,7 @@ class Trial:
             "server_cpu_cores": round(cpu["server"] / seconds, 3),
             "cpu_cores": {k: round(v / seconds, 3) for k, v in cpu.items()},
             "foreign_cpu_cores": round((cpu["machine_busy"] - known) / seconds, 3),
+            "steal_cpu_cores": round(cpu["machine_steal"] / seconds, 3),
             "server_rss_max_mib": round(window["rss_max"] / 2**20, 2),
             # The edge's own probes (stalls.py): how late its loop ran a 50 ms timer, and
             # its full garbage collections, over the window.
@@ -790,6 +796,7 @@ FIGURES = {  # name: (path in a trial result, better when "higher" / "lower")
     "half_saturation_loop_lag_max_bucket_ms": (("saturation", "at_half", "loop_lag",
                                                 "max_bucket_ms"), "lower"),
     "foreign_cpu_cores": (("main", "foreign_cpu_cores"), "lower"),
+    "steal_cpu_cores": (("main", "steal_cpu_cores"), "lower"),
 }
 
 VARIANT_FIGURES = {  # the client variants (--variants): tickwire only, main window only

@@ -35,6 +35,7 @@ FIGURES = {  # name: (path in a storm result, better when)
     "storm_timed_out": (("storm", "timed_out"), "lower"),
     "storm_server_cpu_ms_per_conn": (("storm", "server_cpu_ms_per_conn"), "lower"),
     "storm_foreign_cpu_cores": (("storm", "foreign_cpu_cores"), "lower"),
+    "storm_steal_cpu_cores": (("storm", "steal_cpu_cores"), "lower"),
 }
 
 
@@ -83,7 +84,8 @@ def measure(trial, rate: float, profile: bool = False) -> dict:
     span = (max(i["finished_ns"] for i in connects) - min(i["started_ns"] for i in connects)) / 1e9
     seconds = (after["t"] - before["t"]) / 1e9
     cpu = {k: after[k] - before[k] for k in before if k != "t"}
-    known = sum(v for k, v in cpu.items() if k not in ("machine_busy", "server_system"))
+    known = sum(v for k, v in cpu.items()
+                if k not in ("machine_busy", "machine_steal", "server_system"))
     return {
         "clients": sum(len(info["connected"]) for info in connects) + sum(failures.values()),
         "connected": connected, "refused": refused, "timed_out": timed_out,
@@ -97,4 +99,5 @@ def measure(trial, rate: float, profile: bool = False) -> dict:
         "server_cpu_ms_per_conn": round(cpu["server"] * 1e3 / connected, 3) if connected else None,
         "cpu_cores": {k: round(v / seconds, 3) for k, v in cpu.items()} if seconds else {},
         "foreign_cpu_cores": round((cpu["machine_busy"] - known) / seconds, 3) if seconds else None,
+        "steal_cpu_cores": round(cpu["machine_steal"] / seconds, 3) if seconds else None,
     }
