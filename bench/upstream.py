@@ -131,10 +131,12 @@ async def _watch(conn, url: str, count: int) -> None:
                 if kind == "subscribed":
                     acked.set()
                 updates = (body["updates"] if kind == "batch_update" else
-                           [body] if kind == "price_update" and not body.get("snapshot") else ())
+                           [body] if kind == "price_update" else ())
                 for update in updates:
+                    # A snapshot is a tick of an earlier repeat (the same prices, other
+                    # send times): joined with this repeat's trades it read as negative.
                     data = update["data"]
-                    if data.get("source") == "finnhub-stream":
+                    if not update.get("snapshot") and data.get("source") == "finnhub-stream":
                         received.append((index[update["symbol"]], data["price"], now))
                 if stop.is_set():
                     break
