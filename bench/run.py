@@ -954,12 +954,20 @@ def raise_fd_limit(clients: int) -> None:
 
 
 def _terminated(signum, _frame) -> None:
-    raise SystemExit(128 + signum)  # unwinds through every `finally`: children stopped by PID
+    """SIGTERM or Ctrl-C: unwind through every `finally`, which stops the children by PID.
+    Further signals are ignored from here on: a second Ctrl-C (or `uv run` passing one on)
+    cut that cleanup short and left an edge running."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGINT, _terminated)
     raise_fd_limit(max(args.clients, args.storm_clients))
     began = time.monotonic()
     code = _code_state()  # before the trials: what they measure
