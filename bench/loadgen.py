@@ -85,7 +85,8 @@ class Stats:
     def counters(self) -> dict:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return {"frames": self.frames, "updates": self.updates, "snapshots": self.snapshots,
-                "symbols_seen": self.symbols_seen, "regressions": self.regressions, "errors": dict(self.errors),
+                "symbols_seen": self.symbols_seen, "regressions": self.regressions,
+                "errors": dict(self.errors),
                 "closed_by_server": dict(self.closed_by_server), "lost": self.lost,
                 "wire_bytes": self.wire_bytes,
                 "cpu_s": usage.ru_utime + usage.ru_stime}
