@@ -161,3 +161,15 @@ def percentiles(latencies_ms: np.ndarray) -> dict:
             "p90": round(float(p90), 3), "p99": round(float(p99), 3),
             "p999": round(float(p999), 3), "max": round(float(latencies_ms.max()), 3),
             "mean": round(float(latencies_ms.mean()), 3)}
+
+
+def machine_shares(cpu: dict[str, float], seconds: float) -> dict[str, float | None]:
+    """From a window's CPU seconds (`Trial._cpu` differences): cores that other processes
+    used (`foreign`: the machine's busy time less every process the trial knows) and cores
+    the hypervisor gave other guests (`steal`)."""
+    if not seconds:
+        return {"foreign_cpu_cores": None, "steal_cpu_cores": None}
+    known = sum(v for k, v in cpu.items()
+                if k not in ("machine_busy", "machine_steal", "server_system"))
+    return {"foreign_cpu_cores": round((cpu["machine_busy"] - known) / seconds, 3),
+            "steal_cpu_cores": round(cpu["machine_steal"] / seconds, 3)}

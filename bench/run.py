@@ -38,7 +38,7 @@ import numpy as np
 import psutil
 
 from bench import centrifugo, centrifugo_feed, coldstart, injector, loadgen, storm, upstream
-from bench.analysis import Joined, latency_timeline, percentiles
+from bench.analysis import Joined, latency_timeline, machine_shares, percentiles
 from bench.centrifugo_client import CentrifugoClient
 from bench.workload import Workload
 from tickwire.localstack import (ManagedProcess, ServiceLauncher, free_port, start_kafka,
@@ -515,8 +515,6 @@ class Trial:
         accounting = joined.accounting(window["t0"], window["t1"], window["horizon"], *subs,
                                        window["conflated"])
         cpu = window["cpu"]
-        known = sum(v for k, v in cpu.items()
-                    if k not in ("machine_busy", "machine_steal", "server_system"))
         published = joined.published_between(window["t0"], window["t1"])
         return {
             "target_tick_rate": rate,
@@ -535,8 +533,7 @@ class Trial:
             "server_cpu_us_per_tick": round(cpu["server"] * 1e6 / published, 3) if published else None,
             "server_cpu_cores": round(cpu["server"] / seconds, 3),
             "cpu_cores": {k: round(v / seconds, 3) for k, v in cpu.items()},
-            "foreign_cpu_cores": round((cpu["machine_busy"] - known) / seconds, 3),
-            "steal_cpu_cores": round(cpu["machine_steal"] / seconds, 3),
+            **machine_shares(cpu, seconds),
             "server_rss_max_mib": round(window["rss_max"] / 2**20, 2),
             # The edge's own probes (stalls.py): how late its loop ran a 50 ms timer, and
             # its full garbage collections, over the window.

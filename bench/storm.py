@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from bench.analysis import percentiles
+from bench.analysis import machine_shares, percentiles
 
 COMPARATOR = "centrifugo"  # the storm's ratios are tickwire ÷ this system
 FIRST_UPDATE_BOUND_S = 30.0
@@ -84,8 +84,6 @@ def measure(trial, rate: float, profile: bool = False) -> dict:
     span = (max(i["finished_ns"] for i in connects) - min(i["started_ns"] for i in connects)) / 1e9
     seconds = (after["t"] - before["t"]) / 1e9
     cpu = {k: after[k] - before[k] for k in before if k != "t"}
-    known = sum(v for k, v in cpu.items()
-                if k not in ("machine_busy", "machine_steal", "server_system"))
     return {
         "clients": sum(len(info["connected"]) for info in connects) + sum(failures.values()),
         "connected": connected, "refused": refused, "timed_out": timed_out,
@@ -98,6 +96,5 @@ def measure(trial, rate: float, profile: bool = False) -> dict:
         "clients_with_an_update": len(firsts),
         "server_cpu_ms_per_conn": round(cpu["server"] * 1e3 / connected, 3) if connected else None,
         "cpu_cores": {k: round(v / seconds, 3) for k, v in cpu.items()} if seconds else {},
-        "foreign_cpu_cores": round((cpu["machine_busy"] - known) / seconds, 3) if seconds else None,
-        "steal_cpu_cores": round(cpu["machine_steal"] / seconds, 3) if seconds else None,
+        **machine_shares(cpu, seconds),
     }
