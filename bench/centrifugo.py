@@ -5,10 +5,14 @@ Guarantees:
 - `find_binary()` names an executable file or says why there is none; the benchmark never
   needs one (without it the comparison is skipped).
 - `start()` returns a Centrifugo that answers `/health` on 127.0.0.1:`port`: anonymous
-  clients may connect without a token and subscribe to any `quotes:<SYMBOL>` channel
-  (no history, recovery or positioning: a subscription gets no snapshot), the server HTTP
-  API takes `API_KEY`, and the engine is Redis on the given URL (publications go through
-  Redis Pub/Sub, as tickwire's ticks do). Its owner stops it by PID.
+  clients may connect without a token and subscribe to any `quotes:<SYMBOL>` channel,
+  the server HTTP API takes `API_KEY`, and the engine is Redis on the given URL
+  (publications go through Redis Pub/Sub, as tickwire's ticks do). Its owner stops it by
+  PID.
+- With `snapshots`, the namespace is in Centrifugo's cache recovery mode (a history of
+  one publication per channel, kept in Redis): a subscribe that asks to recover gets the
+  channel's latest publication in its reply, the work tickwire's snapshot on subscribe
+  does. Without, a subscription gets nothing until the next publication.
 
 `uv run --frozen python -m bench.centrifugo` says which binary the benchmark would use;
 `--install` builds 6.9.1 into ~/.cache/tickwire/centrifugo with `go install`.
@@ -65,7 +69,18 @@ def version(binary: Path) -> str:
     return out.stdout.strip()
 
 
-def config(port: int, redis_url: str) -> dict:
+def namespace(snapshots: bool) -> dict:
+    """The `quotes` namespace: open to anonymous clients; with `snapshots`, cache recovery
+    mode (https://centrifugal.dev/docs/server/cache_recovery)."""
+    options = {"name": NAMESPACE, "allow_subscribe_for_anonymous": True,
+               "allow_subscribe_for_client": True}
+    if snapshots:
+        options.update(history_size=1, history_ttl="600s", force_recovery=True,
+                       force_recovery_mode="cache")
+    return options
+
+
+def config(port: int, redis_url: str, snapshots: bool = False) -> dict:
     """The configuration of a benchmark Centrifugo (6.x keys)."""
     return {
         "http_server": {"address": "127.0.0.1", "port": port},
@@ -73,19 +88,18 @@ def config(port: int, redis_url: str) -> dict:
         "engine": {"type": "redis",
                    "redis": {"address": [redis_url], "prefix": "tickwire-bench-centrifugo"}},
         "client": {"allow_anonymous_connect_without_token": True},
-        "channel": {"namespaces": [{"name": NAMESPACE,
-                                    "allow_subscribe_for_anonymous": True,
-                                    "allow_subscribe_for_client": True}]},
+        "channel": {"namespaces": [namespace(snapshots)]},
         "http_api": {"key": API_KEY},
         "health": {"enabled": True},
         "usage_stats": {"disabled": True},
     }
 
 
-def start(binary: Path, port: int, redis_url: str, workdir: Path, name: str) -> ManagedProcess:
+def start(binary: Path, port: int, redis_url: str, workdir: Path, name: str,
+          snapshots: bool = False) -> ManagedProcess:
     """Write the configuration into `workdir`, start Centrifugo, wait until it is healthy."""
     path = workdir / f"{name}.json"
-    path.write_text(json.dumps(config(port, redis_url), indent=2))
+    path.write_text(json.dumps(config(port, redis_url, snapshots), indent=2))
     process = ManagedProcess(name, [str(binary), "--config", str(path)],
                              workdir / f"{name}.log", cwd=workdir).start()
     try:

@@ -39,14 +39,14 @@ import psutil
 
 from bench import centrifugo, centrifugo_feed, coldstart, injector, loadgen, storm, upstream
 from bench.analysis import Joined, latency_timeline, machine_shares, percentiles
-from bench.centrifugo_client import CentrifugoClient
+from bench.centrifugo_client import CentrifugoClient, CentrifugoSnapshotClient
 from bench.workload import Workload
 from tickwire.localstack import (ManagedProcess, ServiceLauncher, free_port, start_kafka,
                                  start_redis, wait_http_ok)
 
 REPO = Path(__file__).resolve().parent.parent
 SYSTEMS = ("tickwire", "baseline")
-STORM_SYSTEMS = ("tickwire", storm.COMPARATOR)
+STORM_SYSTEMS = ("tickwire", *storm.COMPARATORS)
 MP = multiprocessing.get_context("spawn")
 
 
@@ -128,7 +128,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     r.add_argument("--storm-concurrency", type=int, default=500,
                    help="connection attempts in flight, over all load generators")
     r.add_argument("--storm-systems", default=",".join(STORM_SYSTEMS),
-                   help="comma-separated subset: centrifugo runs when a binary is found "
+                   help="comma-separated subset: centrifugo (cache recovery mode: each "
+                        "subscription gets its channel's latest publication, as tickwire's "
+                        "gets its snapshot) and centrifugo-plain (no snapshot) run when a "
+                        "binary is found "
                         f"(${centrifugo.BINARY_ENV}, else `centrifugo` on PATH, else "
                         f"{centrifugo.INSTALL_DIR}; build it with `python -m bench.centrifugo "
                         "--install`), and is skipped with a line saying why otherwise")
@@ -163,7 +166,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown systems {sorted(unknown)}")
     if "tickwire" not in args.storm_systems or set(args.storm_systems) - set(STORM_SYSTEMS):
-        p.error(f"--storm-systems takes tickwire, optionally with {storm.COMPARATOR}")
+        p.error("--storm-systems takes tickwire, optionally with "
+                + " and ".join(storm.COMPARATORS))
     return args
 
 
@@ -349,10 +353,11 @@ class Trial:
     # -- lifecycle --------------------------------------------------------------
 
     def _start_server(self) -> None:
-        if self.system == storm.COMPARATOR:
+        if self.system in storm.COMPARATORS:
             self.server = centrifugo.start(self.args.centrifugo_binary, self.port,
                                            self.stack.redis_url, self.workdir,
-                                           f"centrifugo-{self.kind}-{self.repeat}")
+                                           f"{self.system}-{self.kind}-{self.repeat}",
+                                           snapshots=storm.COMPARATORS[self.system])
         elif self.system.startswith("tickwire"):
             launcher = ServiceLauncher(self.stack.redis_url, self.stack.kafka_bootstrap,
                                        self.workdir)
@@ -551,8 +556,10 @@ class Trial:
             self._start_server()
             # Centrifugo's feed is the injector's ticks through its HTTP API, not into Redis.
             feed, feed_port, client_class = (
-                (centrifugo_feed.main, self.port, CentrifugoClient)
-                if self.system == storm.COMPARATOR
+                (centrifugo_feed.main, self.port,
+                 CentrifugoSnapshotClient if storm.COMPARATORS[self.system]
+                 else CentrifugoClient)
+                if self.system in storm.COMPARATORS
                 else (injector.main, self.stack.redis_port, loadgen.Client))
             self.injector = Child("injector", feed, "127.0.0.1", feed_port,
                                   workload.symbols, workload.tick_weights.tolist(),
@@ -842,6 +849,10 @@ def summarise(results: list[dict], systems: list[str], figures: dict,
     return medians, ratio
 
 
+# The storm figures also given as tickwire ÷ centrifugo-plain (Centrifugo with no snapshot).
+PLAIN_STORM_RATIOS = ("storm_all_subscribed_s", "storm_server_cpu_ms_per_conn")
+
+
 def variant_ratios(medians: dict, variants: list[str]) -> dict:
     """Each client variant's figures ÷ the plain tickwire trials' of the same run."""
     plain, out = medians.get("tickwire", {}), {}
@@ -908,6 +919,10 @@ def targets(medians: dict, ratio: dict, variant_ratio: dict | None = None) -> di
         "storm_timed_out_max": check(tw.get("storm_timed_out"), 0, "<="),
         "storm_cpu_per_conn_vs_centrifugo_max": check(
             ratio.get("storm_server_cpu_ms_per_conn"), 1.0, "<="),
+        # The same against a Centrifugo that sends no snapshot, so does less per connection.
+        "storm_cpu_per_conn_vs_centrifugo_plain_max": check(
+            (variant_ratio or {}).get(
+                f"tickwire/{storm.PLAIN_COMPARATOR} storm_server_cpu_ms_per_conn"), 1.0, "<="),
         # Issue #20: 2 workers against 1, saturation point >= 1.4 x.
         "workers_saturation_ratio_min": check(
             (variant_ratio or {}).get("tickwire-2w/tickwire saturation_tick_rate"), 1.4, ">="),
@@ -921,17 +936,20 @@ def storm_lineup(args: argparse.Namespace) -> tuple[list[str], dict]:
     it was found, its version and engine, or why it is not measured (also printed)."""
     if args.storm_clients <= 0 or "tickwire" not in args.systems:
         return [], {}
-    if storm.COMPARATOR not in args.storm_systems:
+    comparators = [s for s in args.storm_systems if s in storm.COMPARATORS]
+    if not comparators:
         return ["tickwire"], {"skipped": "not in --storm-systems"}
     binary, where = centrifugo.find_binary()
     skipped = (where if binary is None else
                "the comparison is for plain JSON clients (--msgpack or --deflate given)"
                if args.msgpack or args.deflate else None)
     if skipped:
-        print(f"storm: {storm.COMPARATOR} skipped: {skipped}", flush=True)
+        print(f"storm: centrifugo skipped: {skipped}", flush=True)
         return ["tickwire"], {"skipped": skipped}
-    return list(STORM_SYSTEMS), {"binary": str(binary), "found_in": where,
-                                 "version": centrifugo.version(binary), "engine": "redis"}
+    return ["tickwire", *comparators], {
+        "binary": str(binary), "found_in": where, "version": centrifugo.version(binary),
+        "engine": "redis",
+        "snapshots": {name: storm.COMPARATORS[name] for name in comparators}}
 
 
 def schedule(systems: list[str], repeats: int) -> list[tuple[str, int]]:
@@ -1021,7 +1039,7 @@ def main(argv: list[str] | None = None) -> int:
                                kind="storm").run()
                 storm_results.append(result)
                 f = result["storm"]
-                print(f"  storm {system:10} #{repeat}: {f['connected']}/{f['clients']} subscribed "
+                print(f"  storm {system:16} #{repeat}: {f['connected']}/{f['clients']} subscribed "
                       f"in {f['all_subscribed_s']} s ({f['connections_per_s']}/s), first update "
                       f"p99 {f['first_update_ms']['p99']} ms, refused {f['refused']}, timed out "
                       f"{f['timed_out']}, {f['server_cpu_ms_per_conn']} cpu-ms/conn", flush=True)
@@ -1077,11 +1095,17 @@ def main(argv: list[str] | None = None) -> int:
         for system in storm_systems:
             medians.setdefault(system, {}).update(storm_medians[system])
         ratio.update(storm_ratio)
+        _, plain_ratio = summarise(storm_results, storm_systems, storm.FIGURES,
+                                   against=storm.PLAIN_COMPARATOR)
     if variant_results:
         labels = [f"tickwire+{v}" for v in args.variants]
         variant_medians, _ = summarise(variant_results, labels, VARIANT_FIGURES)
         medians.update(variant_medians)
     variant_ratio = variant_ratios(medians, args.variants)
+    if storm_results:
+        variant_ratio.update({f"tickwire/{storm.PLAIN_COMPARATOR} {name}": value
+                              for name, value in plain_ratio.items()
+                              if name in PLAIN_STORM_RATIOS})
     if args.workers >= 2:
         variant_ratio.update(workers_ratios(medians, workers_system(args.workers)))
     if upstream_results:

@@ -2,16 +2,17 @@
 the others at once.
 
 One server with a live feed (`--storm-rate` ticks/s): a tickwire edge, or Centrifugo
-(`COMPARATOR`, bench/centrifugo.py) with the same workload, interleaved with it in the
+(`COMPARATORS`, bench/centrifugo.py) with the same workload, interleaved with it in the
 same run. `--storm-clients` sockets, split over the load generators, connect and
 subscribe `--per-client` symbols each, at most `--storm-concurrency` attempts in flight
 in all, each attempt bounded by 30 s. Figures: time from the first attempt to the last
 `subscribed` ack (**all subscribed**), connections per second, handshake-to-ack and
-attempt-to-first-update percentiles (tickwire's first update is the snapshot, what a user
-waits to see prices again; Centrifugo sends none, so its first update is the first live
-publication and depends on the feed's rate), refused (an HTTP answer other than 101) and
-timed-out attempts, and the server's CPU per connection from the first attempt to the
-last ack (workers, threads included). The first updates are gathered once every
+attempt-to-first-update percentiles (the first update is the symbol's latest tick, what a
+user waits to see prices again: tickwire's snapshot, or the publication in the reply of
+Centrifugo's cache recovery mode; `centrifugo-plain` sends none, and its first update
+is the first live publication), refused (an HTTP answer
+other than 101) and timed-out attempts, and the server's CPU per connection from the
+first attempt to the last ack (workers, threads included). The first updates are gathered once every
 subscribed client has one, or after `FIRST_UPDATE_BOUND_S`.
 """
 
@@ -24,6 +25,10 @@ import numpy as np
 from bench.analysis import machine_shares, percentiles
 
 COMPARATOR = "centrifugo"  # the storm's ratios are tickwire ÷ this system
+PLAIN_COMPARATOR = "centrifugo-plain"  # and, in `variant_ratio`, ÷ this one
+# Each comparator, and whether its subscriptions get a snapshot (cache recovery mode):
+# "centrifugo" does the work tickwire does; "centrifugo-plain" only subscribes.
+COMPARATORS = {COMPARATOR: True, PLAIN_COMPARATOR: False}
 FIRST_UPDATE_BOUND_S = 30.0
 
 FIGURES = {  # name: (path in a storm result, better when)

@@ -126,11 +126,12 @@ def test_bench_smoke_report_is_complete_and_consistent(tmp_path: Path):
     assert "deflate_cpu_per_msg_vs_plain_max" in report["targets"]
 
     # The reconnect storm (issue #20): everyone subscribed, nobody refused or timed out,
-    # and every client saw its first update (tickwire: each symbol's cached snapshot;
-    # Centrifugo, when there is one: a live publication).
+    # and every client saw its first update (each symbol's latest tick: tickwire's
+    # snapshot, or the publication Centrifugo's cache recovery mode answers with).
     centrifugo, why_not = find_binary()
     storms = {r["system"]: r for r in report["runs"] if r["kind"] == "storm"}
-    assert set(storms) == ({"tickwire", "centrifugo"} if centrifugo else {"tickwire"})
+    assert set(storms) == ({"tickwire", "centrifugo", "centrifugo-plain"} if centrifugo
+                           else {"tickwire"})
     for system, storm_run in storms.items():
         storm = storm_run["storm"]
         assert storm["clients"] == storm["connected"] == 60, system
@@ -147,8 +148,15 @@ def test_bench_smoke_report_is_complete_and_consistent(tmp_path: Path):
     assert 0 < storms["tickwire"]["loaders"]["snapshots"] <= 60 * 4
     assert "storm_cpu_per_conn_vs_centrifugo_max" in report["targets"]
     if centrifugo:
-        assert storms["centrifugo"]["loaders"]["snapshots"] == 0
-        assert storms["centrifugo"]["loaders"]["updates"] > 0
+        # Cache recovery mode: each subscription's reply carries its latest publication.
+        assert storms["centrifugo"]["loaders"]["symbols_seen"] == 60 * 4
+        assert 0 < storms["centrifugo"]["loaders"]["snapshots"] <= 60 * 4
+        assert report["storm_comparator"]["snapshots"] == {"centrifugo": True,
+                                                           "centrifugo-plain": False}
+        assert storms["centrifugo-plain"]["loaders"]["snapshots"] == 0
+        assert storms["centrifugo-plain"]["loaders"]["updates"] > 0
+        assert report["variant_ratio"][
+            "tickwire/centrifugo-plain storm_server_cpu_ms_per_conn"] > 0
         assert report["ratio"]["storm_server_cpu_ms_per_conn"] is not None
         assert report["storm_comparator"]["engine"] == "redis"
         assert "tickwire/centrifugo" in result.stdout

@@ -1,15 +1,18 @@
 """The storm's optional comparator (bench/centrifugo.py): where the benchmark looks for a
 Centrifugo binary, the one line it prints when it skips the comparison, how the feed reads
 the API's answers, and, where a binary is found, that the configuration it generates
-gives a Centrifugo on the Redis engine that takes the feed's publishes."""
+gives a Centrifugo on the Redis engine that takes the feed's publishes and, in cache
+recovery mode, answers a subscribe with the channel's latest publication."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import urllib.request
 from pathlib import Path
 
+import aiohttp
 import pytest
 import redis
 
@@ -93,6 +96,46 @@ def test_the_generated_config_runs_on_the_redis_engine(tmp_path: Path):
         # The Redis engine's broker listens on Redis under the configured prefix.
         channels = redis.Redis(port=redis_port).pubsub_channels()
         assert b"tickwire-bench-centrifugo.control" in channels
+    finally:
+        if server is not None:
+            server.stop()
+        redis_server.stop()
+
+
+async def subscribe_reply(port: int, channel: str, recover: bool) -> dict:
+    """The reply to one subscribe, sent with a connect as CentrifugoClient does."""
+    async with aiohttp.ClientSession() as http, \
+            http.ws_connect(f"ws://127.0.0.1:{port}/connection/websocket") as ws:
+        subscribe = {"channel": channel, **({"recover": True} if recover else {})}
+        await ws.send_str('{"id":1,"connect":{}}\n' + json.dumps({"id": 2, "subscribe": subscribe}))
+        while True:
+            message = await ws.receive(timeout=10)
+            for line in message.data.split("\n"):
+                reply = json.loads(line)
+                if reply.get("id") == 2:
+                    return reply
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("snapshots", [True, False])
+def test_cache_recovery_mode_answers_a_subscribe_with_the_latest_publication(
+        tmp_path: Path, snapshots: bool):
+    binary, why = centrifugo.find_binary()
+    if binary is None:
+        pytest.skip(f"Centrifugo is an optional benchmark comparator: {why}")
+    redis_port, port = free_port(), free_port()
+    redis_server = start_redis(redis_port, tmp_path / "redis")
+    server = None
+    try:
+        server = centrifugo.start(binary, port, f"redis://127.0.0.1:{redis_port}/0",
+                                  tmp_path, "centrifugo", snapshots=snapshots)
+        channel = centrifugo.channel("AAAA")
+        for seq in (1, 2):
+            api(port, "publish", {"channel": channel, "data": {"seq": seq}})
+        reply = asyncio.run(subscribe_reply(port, channel, recover=True))
+        assert "error" not in reply
+        publications = reply["subscribe"].get("publications", [])
+        assert [p["data"] for p in publications] == ([{"seq": 2}] if snapshots else [])
     finally:
         if server is not None:
             server.stop()
