@@ -7,6 +7,7 @@ recovery mode, answers a subscribe with the channel's latest publication."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import urllib.request
@@ -77,8 +78,10 @@ def api(port: int, method: str, body: dict) -> dict:
         return json.loads(response.read())
 
 
-@pytest.mark.timeout(120)
-def test_the_generated_config_runs_on_the_redis_engine(tmp_path: Path):
+@contextlib.contextmanager
+def running_centrifugo(tmp_path: Path, snapshots: bool = False):
+    """(Centrifugo's port, its Redis's port): a real Redis and Centrifugo, both stopped
+    by PID afterwards; the test is skipped where there is no Centrifugo binary."""
     binary, why = centrifugo.find_binary()
     if binary is None:
         pytest.skip(f"Centrifugo is an optional benchmark comparator: {why}")
@@ -87,7 +90,17 @@ def test_the_generated_config_runs_on_the_redis_engine(tmp_path: Path):
     server = None
     try:
         server = centrifugo.start(binary, port, f"redis://127.0.0.1:{redis_port}/0",
-                                  tmp_path, "centrifugo")
+                                  tmp_path, "centrifugo", snapshots=snapshots)
+        yield port, redis_port
+    finally:
+        if server is not None:
+            server.stop()
+        redis_server.stop()
+
+
+@pytest.mark.timeout(120)
+def test_the_generated_config_runs_on_the_redis_engine(tmp_path: Path):
+    with running_centrifugo(tmp_path) as (port, redis_port):
         published = api(port, "batch", {"commands": [
             {"publish": {"channel": centrifugo.channel("AAAA"), "data": {"seq": 1}}},
             {"publish": {"channel": "elsewhere:AAAA", "data": {"seq": 1}}}]})
@@ -96,10 +109,6 @@ def test_the_generated_config_runs_on_the_redis_engine(tmp_path: Path):
         # The Redis engine's broker listens on Redis under the configured prefix.
         channels = redis.Redis(port=redis_port).pubsub_channels()
         assert b"tickwire-bench-centrifugo.control" in channels
-    finally:
-        if server is not None:
-            server.stop()
-        redis_server.stop()
 
 
 async def subscribe_reply(port: int, channel: str, recover: bool) -> dict:
@@ -120,15 +129,7 @@ async def subscribe_reply(port: int, channel: str, recover: bool) -> dict:
 @pytest.mark.parametrize("snapshots", [True, False])
 def test_cache_recovery_mode_answers_a_subscribe_with_the_latest_publication(
         tmp_path: Path, snapshots: bool):
-    binary, why = centrifugo.find_binary()
-    if binary is None:
-        pytest.skip(f"Centrifugo is an optional benchmark comparator: {why}")
-    redis_port, port = free_port(), free_port()
-    redis_server = start_redis(redis_port, tmp_path / "redis")
-    server = None
-    try:
-        server = centrifugo.start(binary, port, f"redis://127.0.0.1:{redis_port}/0",
-                                  tmp_path, "centrifugo", snapshots=snapshots)
+    with running_centrifugo(tmp_path, snapshots) as (port, _):
         channel = centrifugo.channel("AAAA")
         for seq in (1, 2):
             api(port, "publish", {"channel": channel, "data": {"seq": seq}})
@@ -136,7 +137,3 @@ def test_cache_recovery_mode_answers_a_subscribe_with_the_latest_publication(
         assert "error" not in reply
         publications = reply["subscribe"].get("publications", [])
         assert [p["data"] for p in publications] == ([{"seq": 2}] if snapshots else [])
-    finally:
-        if server is not None:
-            server.stop()
-        redis_server.stop()
