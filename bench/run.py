@@ -841,12 +841,17 @@ def summarise(results: list[dict], systems: list[str], figures: dict,
         for name, (path, _) in figures.items():
             values = [v for v in (_get(r, path) for r in runs) if v is not None]
             medians[system][name] = round(statistics.median(values), 4) if values else None
+    return medians, ratios(medians, figures, against)
+
+
+def ratios(medians: dict, figures, against: str) -> dict:
+    """tickwire's median of each of `figures` ÷ `against`'s (none where either is missing)."""
     ratio = {}
     if "tickwire" in medians and against in medians:
         for name in figures:
-            a, b = medians["tickwire"][name], medians[against][name]
+            a, b = medians["tickwire"].get(name), medians[against].get(name)
             ratio[name] = round(a / b, 3) if a is not None and b else None
-    return medians, ratio
+    return ratio
 
 
 # The storm figures also given as tickwire ÷ centrifugo-plain (Centrifugo with no snapshot).
@@ -1095,17 +1100,13 @@ def main(argv: list[str] | None = None) -> int:
         for system in storm_systems:
             medians.setdefault(system, {}).update(storm_medians[system])
         ratio.update(storm_ratio)
-        _, plain_ratio = summarise(storm_results, storm_systems, storm.FIGURES,
-                                   against=storm.PLAIN_COMPARATOR)
     if variant_results:
         labels = [f"tickwire+{v}" for v in args.variants]
         variant_medians, _ = summarise(variant_results, labels, VARIANT_FIGURES)
         medians.update(variant_medians)
     variant_ratio = variant_ratios(medians, args.variants)
-    if storm_results:
-        variant_ratio.update({f"tickwire/{storm.PLAIN_COMPARATOR} {name}": value
-                              for name, value in plain_ratio.items()
-                              if name in PLAIN_STORM_RATIOS})
+    variant_ratio.update({f"tickwire/{storm.PLAIN_COMPARATOR} {name}": value for name, value
+                          in ratios(medians, PLAIN_STORM_RATIOS, storm.PLAIN_COMPARATOR).items()})
     if args.workers >= 2:
         variant_ratio.update(workers_ratios(medians, workers_system(args.workers)))
     if upstream_results:
