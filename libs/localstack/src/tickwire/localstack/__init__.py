@@ -2,8 +2,9 @@
 processes, for `make run` and the test fixtures (no Docker needed), and the supervisor that
 keeps them running."""
 
-from tickwire.localstack.infra import (KAFKA_VERSION, deploy_dir, ensure_kafka_jars, free_port,
+from tickwire.localstack.infra import (KAFKA_VERSION, deploy_dir, ensure_kafka_jars,
                                        render_haproxy, start_haproxy, start_kafka, start_redis)
+from tickwire.localstack.ports import free_port
 from tickwire.localstack.process import ManagedProcess, StartError, wait_http_ok
 from tickwire.localstack.services import ServiceLauncher
 from tickwire.localstack.stack import StackPorts, start_stack

@@ -16,28 +16,13 @@ from pathlib import Path
 
 import redis as sync_redis
 
-from tickwire.localstack.infra import free_port, kafka_cluster_id, kafka_java, render, require
+from tickwire.localstack.infra import kafka_cluster_id, kafka_java, render, require
+from tickwire.localstack.ports import free_node_ports, free_port
 from tickwire.localstack.process import ManagedProcess, StartError, port_open
 
 REDIS_CLUSTER_PORTS = [7001, 7002, 7003, 7004, 7005, 7006]  # 3 primaries, then 3 replicas
 KAFKA_BROKER_PORTS = [9092, 9094, 9096]
 KAFKA_CONTROLLER_PORTS = [9093, 9095, 9097]
-
-
-def free_node_ports(count: int) -> list[int]:
-    """Free ports for Redis Cluster nodes: each node also listens on port + 10000 (the
-    cluster bus), so both must be free and the port at most 55535."""
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_port()
-        if port <= 55535 and port not in ports and not port_open(port + 10000):
-            with socket.socket() as bus:
-                try:
-                    bus.bind(("127.0.0.1", port + 10000))
-                except OSError:
-                    continue
-            ports.append(port)
-    return ports
 
 
 def _wait(ready, timeout: float, what: str) -> None:

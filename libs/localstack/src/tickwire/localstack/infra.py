@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from string import Template
 
+from tickwire.localstack.ports import free_port
 from tickwire.localstack.process import ManagedProcess, StartError, port_open
 
 KAFKA_VERSION = "4.1.1"
@@ -30,12 +31,6 @@ def deploy_dir() -> Path:
 
 def cache_dir() -> Path:
     return Path(os.environ.get("TICKWIRE_CACHE_DIR", Path.home() / ".cache" / "tickwire"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def render(template: str, target: Path, **values) -> Path:
