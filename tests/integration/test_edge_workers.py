@@ -14,6 +14,8 @@ import msgpack
 import psutil
 import pytest
 
+from tickwire.edge.workers import METRICS_DIR_ENV
+
 from integration.wsclient import WsClient, eventually
 
 pytestmark = pytest.mark.asyncio
@@ -79,6 +81,9 @@ async def test_workers_share_the_port_report_together_and_come_back(stack):
         restarted = await eventually(lambda: _restarted(edge.process.pid, pids), timeout=60)
         seen.update(restarted.values())
         assert await eventually(lambda: _reaches(edge.ws_url, both), timeout=60) == both
+        # ... and its metrics listener is back on the same socket path.
+        metrics_dir = psutil.Process(restarted["edge-k1.w1"]).environ()[METRICS_DIR_ENV]
+        await eventually(lambda: _metrics_of(edge.url, {"w0", "w1"}), timeout=30)
 
         # SIGTERM to the parent: every worker drains and exits, then the parent, all 0.
         clients = [await WsClient.connect(edge.ws_url) for _ in range(8)]
@@ -90,6 +95,7 @@ async def test_workers_share_the_port_report_together_and_come_back(stack):
         for client in clients:
             await client.close()
         assert edge.process.proc.wait(timeout=60) == 0
+        assert not os.path.exists(metrics_dir)
         assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status()
                        != psutil.STATUS_ZOMBIE for pid in seen)
     finally:
@@ -124,6 +130,12 @@ async def test_a_control_message_naming_the_pod_reaches_every_worker(stack, inje
         seen.update(workers(edge.process.pid).values())
         edge.process.stop()
         stop_strays(seen)
+
+
+async def _metrics_of(url: str, workers_wanted: set[str]) -> str | None:
+    text = await metrics_text(url)
+    labelled = {w for w in workers_wanted if f'worker="{w}"' in text}
+    return text if labelled == workers_wanted else None
 
 
 async def _all_workers(parent_pid: int, ids: set[str]) -> dict[str, int] | None:

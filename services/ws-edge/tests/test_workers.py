@@ -64,26 +64,31 @@ def test_supervisor_restarts_a_dead_worker_and_stops_all_on_sigterm(tmp_path, mo
     result.append(supervisor.run())
     thread.join()
     assert result == [0]
+    assert not os.path.exists(supervisor.metrics_dir)
     for pids in _pids(tmp_path).values():
         for pid in pids:
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
 
 
-async def test_metrics_of_every_worker_are_merged_with_a_worker_label():
-    ports = [workers._free_port(), workers._free_port()]
+async def test_metrics_of_every_worker_are_merged_with_a_worker_label(tmp_path):
     scrapes = []
-    first = WorkerMetrics(0, ports, before_scrape=lambda: scrapes.append(0))
-    second = WorkerMetrics(1, ports)
+    first = WorkerMetrics(0, 2, str(tmp_path), before_scrape=lambda: scrapes.append(0))
+    second = WorkerMetrics(1, 2, str(tmp_path))
     await first.start()
     await second.start()
     try:
+        await second.stop()
+        alone = (await first.exposition()).decode()
+        second = WorkerMetrics(1, 2, str(tmp_path))   # a restarted worker, same socket path
+        await second.start()
         text = (await first.exposition()).decode()
     finally:
         await first.stop()
         await second.stop()
+    assert 'worker="w1"' not in alone and 'worker="w0"' in alone
     lines = [line for line in text.splitlines() if line.startswith("python_info")]
     assert len(lines) == 2 and any('worker="w0"' in l for l in lines) and any('worker="w1"' in l for l in lines)
-    assert text.count("# TYPE python_info gauge") == 1 and scrapes == [0]
+    assert text.count("# TYPE python_info gauge") == 1 and scrapes == [0, 0]  # one per exposition
     families = list(prometheus_client.parser.text_string_to_metric_families(text))
     assert families  # the merged text parses back

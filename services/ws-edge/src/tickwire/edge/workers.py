@@ -12,7 +12,9 @@ Guarantees:
 - A worker that exits unasked is restarted under the same id after a backoff that grows
   from 1 s to 30 s while it keeps dying young (up for less than a minute).
 - `/metrics` on any worker answers for all of them: every series gains a `worker` label,
-  gathered from each worker's private metrics listener on 127.0.0.1.
+  gathered from each worker's private metrics listener, a Unix socket in a directory only
+  this pod's user can open (no port to pick, so none that another connection can take
+  before a restarted worker binds it); the parent removes the directory when it exits.
 """
 
 from __future__ import annotations
@@ -21,16 +23,17 @@ import asyncio
 import logging
 import math
 import os
+import shutil
 import signal
-import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import prometheus_client
-from aiohttp import ClientError, ClientSession, ClientTimeout, web
+from aiohttp import ClientError, ClientSession, ClientTimeout, UnixConnector, web
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -39,7 +42,8 @@ from tickwire.core.backoff import backoff_delay
 log = logging.getLogger(__name__)
 
 WORKER_ENV = "TICKWIRE_EDGE_WORKER_INDEX"          # set by the parent, for its children only
-METRICS_PORTS_ENV = "TICKWIRE_EDGE_WORKER_METRICS_PORTS"
+WORKER_COUNT_ENV = "TICKWIRE_EDGE_WORKER_COUNT"     # likewise
+METRICS_DIR_ENV = "TICKWIRE_EDGE_WORKER_METRICS_DIR"
 RESTART_BACKOFF = (1.0, 30.0)
 HEALTHY_UPTIME = 60.0
 
@@ -91,10 +95,9 @@ def pod_id(edge_id: str) -> str:
 # -- the parent ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def metrics_socket(directory: str, index: int) -> str:
+    """Where worker `index` serves its own metrics."""
+    return os.path.join(directory, f"w{index}.sock")
 
 
 @dataclass
@@ -123,16 +126,23 @@ class Supervisor:
     command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "tickwire.edge"])
     workers: list[_Worker] = field(default_factory=list)
     stopping: bool = False
+    metrics_dir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="tickwire-edge-"))
 
     def __post_init__(self) -> None:
-        ports = ",".join(str(_free_port()) for _ in range(self.count))
         for index in range(self.count):
-            env = dict(os.environ, **{WORKER_ENV: str(index), METRICS_PORTS_ENV: ports,
+            env = dict(os.environ, **{WORKER_ENV: str(index), WORKER_COUNT_ENV: str(self.count),
+                                      METRICS_DIR_ENV: self.metrics_dir,
                                       "TICKWIRE_EDGE_ID": worker_id(self.edge_id, index),
                                       "TICKWIRE_EDGE_WORKERS": "1"})
             self.workers.append(_Worker(index, env, self.command))
 
     def run(self) -> int:
+        try:
+            return self._supervise()
+        finally:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+    def _supervise(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         for worker in self.workers:
@@ -189,22 +199,23 @@ def _labelled(families: Iterable[Metric], worker: str) -> Iterable[Metric]:
 class WorkerMetrics:
     """Serves this worker's own registry privately and the merge of all workers publicly."""
 
-    def __init__(self, index: int, ports: list[int],
+    def __init__(self, index: int, count: int, directory: str,
                  before_scrape: Callable[[], None] | None = None):
         self.index = index
-        self.ports = ports
+        self.sockets = [metrics_socket(directory, i) for i in range(count)]
         self.before_scrape = before_scrape
         self._runner: web.AppRunner | None = None
-        self._http: ClientSession | None = None
+        self._http: dict[int, ClientSession] = {}
 
     @classmethod
     def from_env(cls, before_scrape: Callable[[], None] | None = None) -> WorkerMetrics | None:
         """This worker's metrics, or None when the process is not a worker."""
         index = worker_index()
-        ports = os.environ.get(METRICS_PORTS_ENV, "")
-        if index is None or not ports:
+        count = os.environ.get(WORKER_COUNT_ENV, "")
+        directory = os.environ.get(METRICS_DIR_ENV, "")
+        if index is None or not count.isdigit() or not directory:
             return None
-        return cls(index, [int(p) for p in ports.split(",")], before_scrape)
+        return cls(index, int(count), directory, before_scrape)
 
     def own(self) -> bytes:
         if self.before_scrape is not None:
@@ -216,12 +227,14 @@ class WorkerMetrics:
         app.router.add_get("/metrics", self._own)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.ports[self.index]).start()
-        self._http = ClientSession(timeout=ClientTimeout(total=2))
+        # A socket file left by this worker's previous life is replaced.
+        await web.UnixSite(self._runner, self.sockets[self.index]).start()
+        self._http = {i: ClientSession(connector=UnixConnector(path), timeout=ClientTimeout(total=2))
+                      for i, path in enumerate(self.sockets) if i != self.index}
 
     async def stop(self) -> None:
-        if self._http is not None:
-            await self._http.close()
+        for session in self._http.values():
+            await session.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -231,7 +244,7 @@ class WorkerMetrics:
 
     async def exposition(self) -> bytes:
         """Every worker's series, labelled; a worker that does not answer is left out."""
-        texts = await asyncio.gather(*(self._fetch(i, port) for i, port in enumerate(self.ports)))
+        texts = await asyncio.gather(*(self._fetch(i) for i in range(len(self.sockets))))
         merged: dict[str, Metric] = {}
         for index, text in enumerate(texts):
             if text is None:
@@ -244,12 +257,11 @@ class WorkerMetrics:
                 into.samples.append(sample)
         return prometheus_client.generate_latest(_Families(merged.values()))
 
-    async def _fetch(self, index: int, port: int) -> str | None:
+    async def _fetch(self, index: int) -> str | None:
         if index == self.index:
             return self.own().decode()
-        assert self._http is not None
         try:
-            async with self._http.get(f"http://127.0.0.1:{port}/metrics") as response:
+            async with self._http[index].get("http://worker/metrics") as response:
                 return await response.text() if response.status == 200 else None
         except (ClientError, OSError, asyncio.TimeoutError):
             return None
