@@ -3,8 +3,8 @@
 # system packages (when root), uv, the Python workspace, the Kafka jars (cached) and the
 # dashboard bundle. `install.sh --test` adds what only the tests need: Chromium for the
 # browser test, Debian's prometheus (promtool for the alert-rule tests, and the server the
-# dashboard-query test starts on a free port) and helm for the chart checks (built once into
-# ~/.cache/tickwire/helm).
+# dashboard-query test starts on a free port), helm for the chart checks and Centrifugo for
+# the storm comparator's tests (each built once with Go into ~/.cache/tickwire).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -37,4 +37,6 @@ uv run --frozen python -c "from tickwire.localstack import ensure_kafka_jars; en
 libs/web-client/build.sh >/dev/null
 if [ "${1:-}" = --test ]; then
   deploy/k8s/install-helm.sh >/dev/null
+  uv run --frozen python -c "import sys; from bench.centrifugo import find_binary; sys.exit(find_binary()[0] is None)" \
+    || uv run --frozen python -m bench.centrifugo --install >/dev/null
 fi
