@@ -46,7 +46,8 @@ from bench.workload import symbol_names
 from tickwire.core import names
 from tickwire.core.events import SubscriptionEvent, SubscriptionEventType
 from tickwire.localstack import free_port, start_redis
-from tickwire.localstack.cluster import free_node_ports, start_redis_cluster
+from tickwire.localstack.cluster import start_redis_cluster
+from tickwire.localstack.ports import free_node_ports
 from tickwire.registry.state import RegistryState
 
 REPO = Path(__file__).resolve().parent.parent

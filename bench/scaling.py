@@ -41,7 +41,8 @@ from bench.run import Child, cpu_seconds, raise_fd_limit
 from bench.workload import Workload, zipf_weights
 from tickwire.core import names
 from tickwire.localstack import ServiceLauncher, free_port, start_kafka, start_redis
-from tickwire.localstack.cluster import free_node_ports, start_redis_cluster
+from tickwire.localstack.cluster import start_redis_cluster
+from tickwire.localstack.ports import free_node_ports
 
 REPO = Path(__file__).resolve().parent.parent
 

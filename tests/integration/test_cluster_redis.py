@@ -14,7 +14,8 @@ from tickwire.core import names
 from tickwire.core.events import SubscriptionEvent
 from tickwire.core.redisconn import redis_client
 from tickwire.localstack import ServiceLauncher
-from tickwire.localstack.cluster import LocalRedisCluster, free_node_ports, start_redis_cluster
+from tickwire.localstack.cluster import LocalRedisCluster, start_redis_cluster
+from tickwire.localstack.ports import free_node_ports
 from tickwire.registry.state import RegistryState
 
 from integration import test_ingestor_publish as publish

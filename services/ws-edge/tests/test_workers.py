@@ -1,6 +1,5 @@
 """The worker supervisor and the merged metrics, on plain child processes (no edge)."""
 
-import asyncio
 import os
 import signal
 import sys

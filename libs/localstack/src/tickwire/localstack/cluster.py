@@ -8,7 +8,6 @@ with all 16384 slots covered, every broker has logged that it started.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -17,7 +16,6 @@ from pathlib import Path
 import redis as sync_redis
 
 from tickwire.localstack.infra import kafka_cluster_id, kafka_java, render, require
-from tickwire.localstack.ports import free_node_ports, free_port
 from tickwire.localstack.process import ManagedProcess, StartError, port_open
 
 REDIS_CLUSTER_PORTS = [7001, 7002, 7003, 7004, 7005, 7006]  # 3 primaries, then 3 replicas

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 from string import Template
 
-from tickwire.localstack.ports import free_port
 from tickwire.localstack.process import ManagedProcess, StartError, port_open
 
 KAFKA_VERSION = "4.1.1"

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tickwire.localstack.infra import free_port, start_haproxy, start_kafka, start_redis
+from tickwire.localstack.infra import start_haproxy, start_kafka, start_redis
+from tickwire.localstack.ports import free_port
 from tickwire.localstack.services import ServiceLauncher
 from tickwire.localstack.supervisor import Supervisor
 from tickwire.localstack.tls import TlsFiles
