@@ -12,6 +12,12 @@ import time
 import redis.asyncio as aioredis
 
 from tickwire.core import names
+from tickwire.ingestor.assignments import ActiveSymbols
+from tickwire.ingestor.feed import FeedStore
+from tickwire.ingestor.lifetimes import KeyLifetimes
+from tickwire.ingestor.poller import Poller
+from tickwire.ingestor.publisher import TickPublisher
+from tickwire.ingestor.scheduler import Scheduler
 
 from integration.faults import (DedicatedRedis, alive, client_pool, own_stack, start, subscribed,
                                updates_in)
@@ -160,3 +166,31 @@ async def test_first_subscribe_after_a_redis_restart_keeps_the_socket(kafka_boot
                 assert alive(*stack.started) == []
     finally:
         await asyncio.to_thread(redis.stop)
+
+
+async def test_the_pollers_readiness_comes_back_with_redis_though_it_has_nothing_to_poll(tmp_path):
+    """All of a replica's symbols streamed: the poller's only Redis call is a key-lifetime
+    write. One failed in the outage; once Redis is back, readiness must follow (it stayed
+    'redis unavailable' for good, seen in CI as the stack test above timing out)."""
+    redis = await asyncio.to_thread(DedicatedRedis, tmp_path / "redis")
+    client = aioredis.Redis.from_url(redis.url, socket_connect_timeout=1, socket_timeout=1)
+    lifetimes = KeyLifetimes(client, 60)
+    poller = Poller([], ActiveSymbols(), TickPublisher(client), FeedStore(client),
+                    Scheduler(1.0, 5.0), lifetimes)
+    try:
+        await poller.step()
+        assert poller.redis_ok
+        await asyncio.to_thread(redis.kill)
+        lifetimes.changed("RKZ", False)  # a symbol deactivated during the outage
+        await poller.step()
+        assert not poller.redis_ok
+        await asyncio.to_thread(redis.start)
+
+        async def ready() -> bool:
+            await poller.step()
+            return poller.redis_ok
+        await eventually(ready, timeout=15)
+    finally:
+        await client.aclose()
+        await asyncio.to_thread(redis.stop)
+

@@ -49,6 +49,10 @@ class FeedStore:
         self._fetched = redis.register_script(_FETCHED)
         self._stale = redis.register_script(_STALE)
 
+    async def ping(self) -> None:
+        """Raises RedisError/OSError unless Redis answers."""
+        await self._redis.ping()
+
     async def load(self, symbols: list[str]) -> dict[str, SharedState]:
         """Feed state and cached tick of each symbol. Without a recorded fetch, the cached
         tick's publish time stands in for it."""

@@ -8,6 +8,8 @@ symbol, so a slow provider delays only its own symbols.
 
 Guarantees: only symbols this replica owns are requested; a quote is published only if it
 is valid and differs from the last one; each DATA_STALE / recovered change is announced once.
+`redis_ok` (the readiness the probes report) turns false on a failed Redis call and true
+again within a step of Redis answering, even with nothing to poll (it then PINGs).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from tickwire.ingestor.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 TRACER = trace.get_tracer("tickwire.ingestor")
+REDIS_RECHECK_SECONDS = 1.0  # how long a step waits for the PING of `_recheck_redis`
 
 
 class Poller:
@@ -74,6 +77,8 @@ class Poller:
                     await task
 
     async def step(self) -> None:
+        if not self.redis_ok:
+            await self._recheck_redis()
         if self.lifetimes is not None:
             try:
                 await self.lifetimes.write()
@@ -217,6 +222,16 @@ class Poller:
             log.warning("high ingest latency", extra={
                 "symbol": symbol, "latency_ms": round(latency * 1000, 1),
                 "threshold_ms": round(self.latency_warning_seconds * 1000)})
+
+    async def _recheck_redis(self) -> None:
+        """After a failure: a replica whose symbols are all streamed (or that owns none)
+        may make no other Redis call that could show it is back."""
+        try:
+            await asyncio.wait_for(self.feed.ping(), REDIS_RECHECK_SECONDS)
+        except (RedisError, OSError, asyncio.TimeoutError):
+            return
+        self.redis_ok = True
+        log.info("redis answers again")
 
     def _redis_failed(self, doing: str, exc: BaseException) -> None:
         self.redis_ok = False
