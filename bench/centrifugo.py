@@ -15,7 +15,8 @@ Guarantees:
   does. Without, a subscription gets nothing until the next publication.
 
 `uv run --frozen python -m bench.centrifugo` says which binary the benchmark would use;
-`--install` builds 6.9.1 into ~/.cache/tickwire/centrifugo with `go install`.
+`--install` builds 6.9.1 into ~/.cache/tickwire/centrifugo with `go install` (once: a
+binary already there that reports 6.9.1 is kept).
 """
 
 from __future__ import annotations
@@ -117,8 +118,13 @@ def install_command() -> list[str]:
 
 
 def install() -> int:
-    """Build the binary into INSTALL_DIR (minutes of CPU: on a shared machine, run it under
-    the benchmark lock, `flock /tmp/tickwire-bench.lock ...`)."""
+    """Build the binary into INSTALL_DIR unless one of VERSION is there (a build is
+    minutes of CPU: on a shared machine, run it under the benchmark lock,
+    `flock /tmp/tickwire-bench.lock ...`)."""
+    built = INSTALL_DIR / "centrifugo"
+    if built.is_file() and f"v{VERSION}" in version(built).split():
+        print(version(built))
+        return 0
     go = shutil.which("go")
     if go is None:
         print("bench.centrifugo: no `go` on PATH", file=sys.stderr)

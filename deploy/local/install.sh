@@ -37,6 +37,5 @@ uv run --frozen python -c "from tickwire.localstack import ensure_kafka_jars; en
 libs/web-client/build.sh >/dev/null
 if [ "${1:-}" = --test ]; then
   deploy/k8s/install-helm.sh >/dev/null
-  uv run --frozen python -c "import sys; from bench.centrifugo import find_binary; sys.exit(find_binary()[0] is None)" \
-    || uv run --frozen python -m bench.centrifugo --install >/dev/null
+  uv run --frozen python -m bench.centrifugo --install >/dev/null
 fi

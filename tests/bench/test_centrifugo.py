@@ -38,6 +38,17 @@ def test_the_env_var_names_the_binary(tmp_path: Path, monkeypatch):
     assert found is None and str(tmp_path / "missing") in why
 
 
+def test_install_keeps_a_binary_of_the_version_and_builds_over_another(tmp_path, monkeypatch):
+    monkeypatch.setattr(centrifugo, "INSTALL_DIR", tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-go-here"))   # a build would fail: no go
+    binary = tmp_path / "centrifugo"
+    binary.write_text(f"#!/bin/sh\necho 'Centrifugo v{centrifugo.VERSION} (Go version: go1)'\n")
+    binary.chmod(0o755)
+    assert centrifugo.install() == 0
+    binary.write_text("#!/bin/sh\necho 'Centrifugo v6.0.0 (Go version: go1)'\n")
+    assert centrifugo.install() == 1   # another version: rebuilt, here without go
+
+
 def test_without_a_binary_the_storm_runs_tickwire_alone_and_says_why(tmp_path, monkeypatch,
                                                                      capsys):
     monkeypatch.setenv(centrifugo.BINARY_ENV, str(tmp_path / "missing"))
