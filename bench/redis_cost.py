@@ -37,11 +37,11 @@ from pathlib import Path
 
 import msgpack
 import numpy as np
-import psutil
 import redis as sync_redis
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
+from bench.cpu import machine_busy_seconds, process_cpu_seconds
 from bench.workload import symbol_names
 from tickwire.core import names
 from tickwire.core.events import SubscriptionEvent, SubscriptionEventType
@@ -77,23 +77,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if len(args.subscribers) < 2:
         p.error("--subscribers needs at least two values to fit a line")
     return args
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """CPU time of a process, all its threads, from /proc/<pid>/task/*/schedstat (ns, where
-    /proc/<pid>/stat counts in 10 ms clock ticks: too coarse for a few seconds at 5 %)."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (FileNotFoundError, ProcessLookupError):
-            continue  # a thread that ended meanwhile
-    return total / 1e9
-
-
-def machine_busy_seconds() -> float:
-    busy = psutil.cpu_times()
-    return sum(busy) - busy.idle - getattr(busy, "iowait", 0.0)
 
 
 def tick_payload() -> bytes:
@@ -242,20 +225,20 @@ def fanout_trial(primaries: dict[int, int], replicas: dict[int, int], cluster: b
         pids = {**primaries, **replicas}
         # Redis's own timers (serverCron, replication pings) cost CPU at rest: measured
         # first and taken off, so the costs below are the ticks' alone.
-        idle0, idle_t0 = sum(proc_cpu_seconds(pid) for pid in primaries.values()), time.monotonic()
+        idle0, idle_t0 = sum(process_cpu_seconds(pid) for pid in primaries.values()), time.monotonic()
         time.sleep(1.0)
-        idle_cores = ((sum(proc_cpu_seconds(pid) for pid in primaries.values()) - idle0)
+        idle_cores = ((sum(process_cpu_seconds(pid) for pid in primaries.values()) - idle0)
                       / (time.monotonic() - idle_t0))
         payload = tick_payload()
         publisher = Publisher(routes, verb_pub, payload)
         publisher.start(rate)
         time.sleep(1.0)  # warm-up
-        cpu0 = {port: proc_cpu_seconds(pid) for port, pid in pids.items()}
-        busy0, own0, sent0, got0, t0 = (machine_busy_seconds(), proc_cpu_seconds(os.getpid()),
+        cpu0 = {port: process_cpu_seconds(pid) for port, pid in pids.items()}
+        busy0, own0, sent0, got0, t0 = (machine_busy_seconds(), process_cpu_seconds(os.getpid()),
                                         publisher.sent, subs.received, time.monotonic())
         time.sleep(seconds)
-        cpu1 = {port: proc_cpu_seconds(pid) for port, pid in pids.items()}
-        busy1, own1, sent1, got1, t1 = (machine_busy_seconds(), proc_cpu_seconds(os.getpid()),
+        cpu1 = {port: process_cpu_seconds(pid) for port, pid in pids.items()}
+        busy1, own1, sent1, got1, t1 = (machine_busy_seconds(), process_cpu_seconds(os.getpid()),
                                         publisher.sent, subs.received, time.monotonic())
     finally:
         if publisher is not None:
@@ -305,20 +288,20 @@ async def heartbeat_cost(port: int, pid: int, symbols: int, heartbeats: int) -> 
         ts = int(time.time() * 1000)
         await state.apply(SubscriptionEvent(SubscriptionEventType.EDGE_HEARTBEAT, "edge-a",
                                             symbols=held, ts=ts), ts)
-        cpu0, busy0, t0 = proc_cpu_seconds(pid), machine_busy_seconds(), time.monotonic()
-        own0 = proc_cpu_seconds(os.getpid())
+        cpu0, busy0, t0 = process_cpu_seconds(pid), machine_busy_seconds(), time.monotonic()
+        own0 = process_cpu_seconds(os.getpid())
         for i in range(1, heartbeats + 1):
             await state.apply(SubscriptionEvent(SubscriptionEventType.EDGE_HEARTBEAT, "edge-a",
                                                 symbols=held, ts=ts + i), ts + i)
-        cpu1, busy1, t1 = proc_cpu_seconds(pid), machine_busy_seconds(), time.monotonic()
-        own1 = proc_cpu_seconds(os.getpid())
-        subscribe_cpu0 = proc_cpu_seconds(pid)
+        cpu1, busy1, t1 = process_cpu_seconds(pid), machine_busy_seconds(), time.monotonic()
+        own1 = process_cpu_seconds(os.getpid())
+        subscribe_cpu0 = process_cpu_seconds(pid)
         events = 2000
         for i in range(events):
             kind = SubscriptionEventType.SUBSCRIBE if i % 2 == 0 else SubscriptionEventType.UNSUBSCRIBE
             await state.apply(SubscriptionEvent(kind, "edge-b", symbol=held[i % symbols],
                                                 ts=ts + heartbeats + 1 + i), ts)
-        subscribe_cpu1 = proc_cpu_seconds(pid)
+        subscribe_cpu1 = process_cpu_seconds(pid)
     finally:
         await client.aclose()
     redis_s = cpu1 - cpu0

@@ -40,6 +40,7 @@ import psutil
 from bench import centrifugo, centrifugo_feed, coldstart, injector, loadgen, storm, upstream
 from bench.analysis import Joined, latency_timeline, machine_shares, percentiles
 from bench.centrifugo_client import CentrifugoClient, CentrifugoSnapshotClient
+from bench.cpu import cpu_seconds, tree, tree_cpu_seconds
 from bench.workload import Workload
 from tickwire.localstack import (ManagedProcess, ServiceLauncher, free_port, start_kafka,
                                  start_redis, wait_http_ok)
@@ -235,30 +236,6 @@ class Child:
             self.process.kill()
             self.process.join(5)
         self.conn.close()
-
-
-def cpu_seconds(pid: int | None, kind: str = "both") -> float:
-    """User + system CPU seconds of a process (or only "user" / "system")."""
-    if pid is None:
-        return 0.0
-    try:
-        times = psutil.Process(pid).cpu_times()
-    except psutil.Error:
-        return 0.0
-    return {"both": times.user + times.system, "user": times.user,
-            "system": times.system}[kind]
-
-
-def tree(pid: int) -> list[int]:
-    """`pid` and its live descendants (an edge with workers: the parent and each worker)."""
-    try:
-        return [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
-    except psutil.Error:
-        return [pid]
-
-
-def tree_cpu_seconds(pid: int | None, kind: str = "both") -> float:
-    return 0.0 if pid is None else sum(cpu_seconds(p, kind) for p in tree(pid))
 
 
 def metric(port: int, name: str) -> float | None:

@@ -36,8 +36,9 @@ from redis.crc import key_slot
 from bench import injector, loadgen
 from bench.analysis import Joined
 from bench.capacity import inclusion
-from bench.redis_cost import machine_busy_seconds, proc_cpu_seconds, write_report
-from bench.run import Child, cpu_seconds, raise_fd_limit
+from bench.cpu import cpu_seconds, machine_busy_seconds, process_cpu_seconds
+from bench.redis_cost import write_report
+from bench.run import Child, raise_fd_limit
 from bench.workload import Workload, zipf_weights
 from tickwire.core import names
 from tickwire.localstack import ServiceLauncher, free_port, start_kafka, start_redis
@@ -114,7 +115,7 @@ class Redis:
         return counts
 
     def cpu(self) -> dict[int, float]:
-        return {port: proc_cpu_seconds(pid) for port, pid in {**self.primaries, **self.replicas}.items()}
+        return {port: process_cpu_seconds(pid) for port, pid in {**self.primaries, **self.replicas}.items()}
 
     def stop(self) -> None:
         if self.cluster is not None:

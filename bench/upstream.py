@@ -161,7 +161,8 @@ async def _watch(conn, url: str, count: int) -> None:
 def trial(stack, workdir: Path, symbols: int, rate: float, seconds: float,
           drain: float = 1.0) -> dict:
     """One run on a started bench Stack: fake feed, registry, ingestor, edge, watcher."""
-    from bench.run import Child, cpu_seconds, metric
+    from bench.cpu import cpu_seconds
+    from bench.run import Child, metric
     from tickwire.localstack import ServiceLauncher, free_port
 
     launcher = ServiceLauncher(stack.redis_url, stack.kafka_bootstrap, workdir)
