@@ -29,6 +29,9 @@ class FakeEdge:
         self.tokens: list[str | None] = []  # the Authorization header of every request
         self.runner: web.AppRunner | None = None
         self.port = 0
+        # Send an update every 20 ms and never read: the client's close frame goes unanswered.
+        self.deaf_chatter = False
+        self.stopping = False
 
     async def start(self) -> FakeEdge:
         app = web.Application()
@@ -43,6 +46,7 @@ class FakeEdge:
 
     async def stop(self) -> None:
         assert self.runner is not None
+        self.stopping = True
         await self.runner.cleanup()
 
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
@@ -54,6 +58,14 @@ class FakeEdge:
         self.sockets.append(ws)
         await ws.send_json({"type": "connected", "clientId": "c", "edgeId": "fake", "timestamp": "t"})
         self.opened.set()
+        if self.deaf_chatter:
+            update = {"type": "price_update", "symbol": "AAPL", "data": quote("AAPL", 1.0),
+                      "timestamp": "t"}
+            while not self.stopping and request.transport is not None \
+                    and not request.transport.is_closing():
+                await ws.send_json(update)
+                await asyncio.sleep(0.02)
+            return ws
         async for message in ws:
             action = message.json()
             if action.get("action") == "ping":
@@ -194,6 +206,19 @@ async def test_a_token_provider_is_asked_before_every_connect(edge, asynchronous
     await edge.wait_open(2)
     assert edge.tokens[:2] == ["Bearer t1", "Bearer t2"]
     await client.disconnect()
+
+
+async def test_disconnect_returns_though_the_edge_never_answers_the_close_handshake(edge):
+    # aiohttp's own close() waits for the close reply as long as other frames keep coming.
+    edge.deaf_chatter = True
+    errors = []
+    client = TickwireClient(config(edge, connect_timeout=0.5))
+    client.on_error(errors.append)
+    await client.connect()
+    await until(lambda: client.state is ConnectionState.OPEN)
+    await asyncio.wait_for(client.disconnect(), 30)
+    assert client.state is ConnectionState.CLOSED
+    assert any("did not answer the close handshake" in str(e) for e in errors)
 
 
 async def test_token_expiring_is_answered_with_a_refresh_and_rest_reads_use_it(edge):

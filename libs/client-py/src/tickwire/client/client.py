@@ -296,7 +296,7 @@ class TickwireClient:
         self._set_state(ConnectionState.CLOSING)
         self._wake.set()
         if self._ws is not None:
-            await self._ws.close()
+            await self._close(self._ws)
         tasks = [t for t in (self._supervisor, self._poller, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
@@ -324,7 +324,7 @@ class TickwireClient:
         self._reconnect_attempts = self._failures = 0
         self._wake.set()
         if self._ws is not None:
-            await self._ws.close()
+            await self._close(self._ws)
 
     # -- subscriptions ----------------------------------------------------------------
 
@@ -472,8 +472,16 @@ class TickwireClient:
             self._ws = None
             self._held = list(self._desired)
             if not ws.closed:
-                await ws.close()
+                await self._close(ws)
         return close_code
+
+    async def _close(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """The close handshake, given `connect_timeout` at most: aiohttp's close() waits for
+        the edge's close frame for as long as other frames keep coming."""
+        try:
+            await asyncio.wait_for(ws.close(), self.config.connect_timeout)
+        except asyncio.TimeoutError:
+            self._report(ConnectionFailed("the edge did not answer the close handshake"))
 
     async def _restore(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Resubscribe what the edge had before, then replay the offline actions in order.
