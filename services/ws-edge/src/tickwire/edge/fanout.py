@@ -1,0 +1,104 @@
+"""Offering each tick to its watchers without holding the event loop.
+
+Guarantees:
+- A dispatched tick is offered to every session that watched its symbol at dispatch and
+  still watches it when its turn comes (a session that left is skipped).
+- Per symbol, ticks are offered in the order they were dispatched: while a tick's
+  fan-out is unfinished, later ticks of its symbol wait behind it, so every client gets
+  the symbol's seqs in order (DESIGN.md §3). Ticks of other symbols do not wait.
+- One event-loop pass spends at most OFFER_BUDGET seconds on the offers of large
+  fan-outs; what is left goes on in the next pass, after timers, reads and handshakes
+  have had their turn. A tick of a symbol that a few thousand sockets watch is several
+  milliseconds of offers, which otherwise stall the whole edge at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Collection
+
+from opentelemetry import trace
+
+from tickwire.core.models import Tick
+from tickwire.edge.frames import TickFrames
+from tickwire.edge.session import Session
+
+OFFER_BUDGET = 0.001  # seconds of offers per event-loop pass, for large fan-outs
+SLICE = 128  # offers between two looks at the clock; a fan-out this small goes inline
+
+
+class _Pending:
+    """One tick's unfinished fan-out."""
+
+    __slots__ = ("tick", "frames", "sessions", "next", "span", "accepted")
+
+    def __init__(self, tick: Tick, frames: TickFrames, sessions: list[Session],
+                 span: trace.Span | None):
+        self.tick = tick
+        self.frames = frames
+        self.sessions = sessions
+        self.next = 0
+        self.span = span
+        self.accepted = 0
+
+
+class FanOut:
+    def __init__(self, clock: Callable[[], float] = time.perf_counter,
+                 budget: float = OFFER_BUDGET) -> None:
+        self._clock = clock
+        self._budget = budget
+        self._backlog: deque[_Pending] = deque()
+        self._waiting: dict[str, int] = {}  # symbol → its fan-outs in the backlog
+
+    @property
+    def backlog(self) -> int:
+        """Ticks whose fan-out is unfinished."""
+        return len(self._backlog)
+
+    def offer(self, tick: Tick, frames: TickFrames, watchers: Collection[Session],
+              span: trace.Span | None = None) -> None:
+        """Offer `tick` to `watchers` now, or, for a large fan-out or behind an unfinished
+        one of its symbol, over the next passes. `span` (a traced tick) is ended when
+        its fan-out is, with the number of sessions that took it."""
+        symbol = tick.symbol
+        if span is None and len(watchers) <= SLICE and symbol not in self._waiting:
+            for session in watchers:
+                session.offer(tick, frames)
+            return
+        self._backlog.append(_Pending(tick, frames, list(watchers), span))
+        self._waiting[symbol] = self._waiting.get(symbol, 0) + 1
+        if len(self._backlog) == 1:
+            self._run()  # nothing ahead of it: start in this pass
+
+    def _run(self) -> None:
+        clock = self._clock
+        deadline = clock() + self._budget
+        backlog = self._backlog
+        while backlog:
+            pending = backlog[0]
+            tick, frames, sessions = pending.tick, pending.frames, pending.sessions
+            while pending.next < len(sessions):
+                start = pending.next
+                pending.next = start + SLICE
+                for session in sessions[start:start + SLICE]:
+                    pending.accepted += session.offer(tick, frames)
+                if clock() > deadline and (pending.next < len(sessions) or len(backlog) > 1):
+                    asyncio.get_running_loop().call_soon(self._run)
+                    if pending.next >= len(sessions):
+                        self._finish()
+                    return
+            self._finish()
+
+    def _finish(self) -> None:
+        pending = self._backlog.popleft()
+        symbol = pending.tick.symbol
+        left = self._waiting[symbol] - 1
+        if left:
+            self._waiting[symbol] = left
+        else:
+            del self._waiting[symbol]
+        if pending.span is not None:
+            pending.span.set_attribute("tickwire.recipients", pending.accepted)
+            pending.span.end()
