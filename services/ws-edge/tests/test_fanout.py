@@ -1,5 +1,5 @@
 """The fan-out scheduler: small fan-outs inline, large ones over several event-loop
-passes, per-symbol order kept, traced ticks' spans ended with their recipients. A
+passes, dispatch order kept, traced ticks' spans ended with their recipients. A
 stepping clock stands in for time, so 'over budget' is decided by the test."""
 
 from __future__ import annotations
@@ -78,23 +78,21 @@ async def test_a_small_fan_out_is_offered_at_once():
     assert all(w.got == [("A", 1)] for w in watchers) and fan_out.backlog == 0
 
 
-async def test_a_large_fan_out_goes_on_over_later_passes_and_keeps_the_symbols_order():
+async def test_a_large_fan_out_goes_on_over_later_passes_and_later_ticks_wait_behind_it():
     async with LoopPasses() as passes:
         fan_out = FanOut(clock=SteppingClock(1.0), budget=0.5)  # one slice per pass
         hot = [Watcher(passes) for _ in range(SLICE * 4)]
         offer(fan_out, tick("HOT", 1), hot)
         # The first slice now, the rest later.
         assert sum(1 for w in hot if w.got) == SLICE and fan_out.backlog == 1
-        # A later tick of the same symbol waits behind it, even a small fan-out...
+        # Later ticks wait behind it, even small fan-outs, of its symbol or another.
         offer(fan_out, tick("HOT", 2), hot[:3])
-        assert hot[0].got == [("HOT", 1)] and fan_out.backlog == 2
-        # ...while a tick of another symbol does not wait.
-        other = Watcher()
-        offer(fan_out, tick("COLD", 1), [other])
-        assert other.got == [("COLD", 1)]
+        offer(fan_out, tick("COLD", 1), hot[:1])
+        assert hot[0].got == [("HOT", 1)] and fan_out.backlog == 3
         hot[-1].left = True  # a session that leaves meanwhile is skipped
         await drained(fan_out)
-    assert all(w.got == [("HOT", 1), ("HOT", 2)] for w in hot[:3])
+    assert hot[0].got == [("HOT", 1), ("HOT", 2), ("COLD", 1)]
+    assert all(w.got == [("HOT", 1), ("HOT", 2)] for w in hot[1:3])
     assert all(w.got == [("HOT", 1)] for w in hot[3:-1]) and hot[-1].got == []
     # Other callbacks (the pass counter) ran between the slices.
     assert hot[-2].passes[0] > hot[0].passes[0]

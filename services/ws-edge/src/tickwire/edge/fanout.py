@@ -3,9 +3,10 @@
 Guarantees:
 - A dispatched tick is offered to every session that watched its symbol at dispatch and
   still watches it when its turn comes (a session that left is skipped).
-- Per symbol, ticks are offered in the order they were dispatched: while a tick's
-  fan-out is unfinished, later ticks of its symbol wait behind it, so every client gets
-  the symbol's seqs in order (DESIGN.md §3). Ticks of other symbols do not wait.
+- Ticks are offered in the order they were dispatched: while a fan-out is unfinished,
+  later ticks wait behind it, so every client gets each symbol's seqs in order
+  (DESIGN.md §3) and the sockets' writes go out in the order they did when a fan-out
+  was one pass (a small tick overtaking a large fan-out would delay the large one's tail).
 - One event-loop pass spends at most OFFER_BUDGET seconds on the offers of large
   fan-outs; what is left goes on in the next pass, after timers, reads and handshakes
   have had their turn. A tick of a symbol that a few thousand sockets watch is several
@@ -50,7 +51,6 @@ class FanOut:
         self._clock = clock
         self._budget = budget
         self._backlog: deque[_Pending] = deque()
-        self._waiting: dict[str, int] = {}  # symbol → its fan-outs in the backlog
 
     @property
     def backlog(self) -> int:
@@ -60,15 +60,13 @@ class FanOut:
     def offer(self, tick: Tick, frames: TickFrames, watchers: Collection[Session],
               span: trace.Span | None = None) -> None:
         """Offer `tick` to `watchers` now, or, for a large fan-out or behind an unfinished
-        one of its symbol, over the next passes. `span` (a traced tick) is ended when
-        its fan-out is, with the number of sessions that took it."""
-        symbol = tick.symbol
-        if span is None and len(watchers) <= SLICE and symbol not in self._waiting:
+        one, over the next passes. `span` (a traced tick) is ended when its fan-out is,
+        with the number of sessions that took it."""
+        if span is None and len(watchers) <= SLICE and not self._backlog:
             for session in watchers:
                 session.offer(tick, frames)
             return
         self._backlog.append(_Pending(tick, frames, list(watchers), span))
-        self._waiting[symbol] = self._waiting.get(symbol, 0) + 1
         if len(self._backlog) == 1:
             self._run()  # nothing ahead of it: start in this pass
 
@@ -93,12 +91,6 @@ class FanOut:
 
     def _finish(self) -> None:
         pending = self._backlog.popleft()
-        symbol = pending.tick.symbol
-        left = self._waiting[symbol] - 1
-        if left:
-            self._waiting[symbol] = left
-        else:
-            del self._waiting[symbol]
         if pending.span is not None:
             pending.span.set_attribute("tickwire.recipients", pending.accepted)
             pending.span.end()

@@ -18,7 +18,7 @@ Guarantees:
   Kafka only as its net transition per symbol.
 - `latest` answers a held symbol's snapshot from the ticks this edge received
   (`snapshots.LatestTicks`), reading Redis once per symbol and hold, not per subscribe.
-- Ticks reach their watchers through `fanout.FanOut`: in order per symbol, and a
+- Ticks reach their watchers through `fanout.FanOut`: in the order dispatched, and a
   large fan-out spread over event-loop passes instead of stalling the edge.
 - A cold read waiting for a symbol's first quote (`ColdReads`) gets its first tick as it
   is dispatched, whether or not a session watches the symbol too.
