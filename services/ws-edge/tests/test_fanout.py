@@ -80,7 +80,8 @@ async def test_a_small_fan_out_is_offered_at_once():
 
 async def test_a_large_fan_out_goes_on_over_later_passes_and_later_ticks_wait_behind_it():
     async with LoopPasses() as passes:
-        fan_out = FanOut(clock=SteppingClock(1.0), budget=0.5)  # one slice per pass
+        fan_out = FanOut(clock=SteppingClock(1.0), budget=0.5,  # one slice per pass
+                         catch_up_after=1e9)
         hot = [Watcher(passes) for _ in range(SLICE * 4)]
         offer(fan_out, tick("HOT", 1), hot)
         # The first slice now, the rest later.
@@ -98,6 +99,20 @@ async def test_a_large_fan_out_goes_on_over_later_passes_and_later_ticks_wait_be
     assert hot[-2].passes[0] > hot[0].passes[0]
 
 
+async def test_a_backlog_that_waited_too_long_is_offered_in_one_pass():
+    async with LoopPasses() as passes:
+        # One slice per pass, until the oldest fan-out has waited 10 clock readings.
+        fan_out = FanOut(clock=SteppingClock(1.0), budget=0.5, catch_up_after=10)
+        watchers = [Watcher(passes) for _ in range(SLICE * 40)]
+        offer(fan_out, tick("A", 1), watchers)
+        offer(fan_out, tick("A", 2), watchers)
+        await drained(fan_out)
+    first = {w.passes[0] for w in watchers}
+    assert 2 < len(first) < 40  # sliced at first, then the rest at once...
+    assert watchers[-1].passes[0] == watchers[-1].passes[1]  # ...both ticks in that pass
+    assert all(w.got == [("A", 1), ("A", 2)] for w in watchers)
+
+
 async def test_under_budget_a_large_fan_out_finishes_in_the_pass_it_started():
     fan_out = FanOut(clock=SteppingClock(0.0), budget=0.5)  # never over budget
     watchers = [Watcher() for _ in range(SLICE * 3)]
@@ -107,7 +122,7 @@ async def test_under_budget_a_large_fan_out_finishes_in_the_pass_it_started():
 
 
 async def test_a_traced_ticks_span_ends_with_its_fan_out_counting_who_took_it():
-    fan_out = FanOut(clock=SteppingClock(1.0), budget=0.5)
+    fan_out = FanOut(clock=SteppingClock(1.0), budget=0.5, catch_up_after=1e9)
     watchers = [Watcher() for _ in range(SLICE * 2 + 5)]
     watchers[7].left = True
     span = Span()

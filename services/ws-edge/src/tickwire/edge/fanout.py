@@ -11,6 +11,9 @@ Guarantees:
   fan-outs; what is left goes on in the next pass, after timers, reads and handshakes
   have had their turn. A tick of a symbol that a few thousand sockets watch is several
   milliseconds of offers, which otherwise stall the whole edge at once.
+- Deferring never makes the edge fall behind: once the oldest unfinished fan-out has
+  waited CATCH_UP_AFTER, a pass offers the whole backlog, as if nothing were sliced (an
+  overloaded edge then shows it as loop lag, not as a queue that grows out of sight).
 """
 
 from __future__ import annotations
@@ -28,28 +31,31 @@ from tickwire.edge.session import Session
 
 OFFER_BUDGET = 0.001  # seconds of offers per event-loop pass, for large fan-outs
 SLICE = 128  # offers between two looks at the clock; a fan-out this small goes inline
+CATCH_UP_AFTER = 0.010  # seconds the oldest deferred fan-out may wait before a full pass
 
 
 class _Pending:
     """One tick's unfinished fan-out."""
 
-    __slots__ = ("tick", "frames", "sessions", "next", "span", "accepted")
+    __slots__ = ("tick", "frames", "sessions", "next", "span", "accepted", "since")
 
     def __init__(self, tick: Tick, frames: TickFrames, sessions: list[Session],
-                 span: trace.Span | None):
+                 span: trace.Span | None, since: float):
         self.tick = tick
         self.frames = frames
         self.sessions = sessions
         self.next = 0
         self.span = span
         self.accepted = 0
+        self.since = since
 
 
 class FanOut:
     def __init__(self, clock: Callable[[], float] = time.perf_counter,
-                 budget: float = OFFER_BUDGET) -> None:
+                 budget: float = OFFER_BUDGET, catch_up_after: float = CATCH_UP_AFTER) -> None:
         self._clock = clock
         self._budget = budget
+        self._catch_up_after = catch_up_after
         self._backlog: deque[_Pending] = deque()
 
     @property
@@ -66,14 +72,18 @@ class FanOut:
             for session in watchers:
                 session.offer(tick, frames)
             return
-        self._backlog.append(_Pending(tick, frames, list(watchers), span))
+        self._backlog.append(_Pending(tick, frames, list(watchers), span, self._clock()))
         if len(self._backlog) == 1:
             self._run()  # nothing ahead of it: start in this pass
 
     def _run(self) -> None:
         clock = self._clock
-        deadline = clock() + self._budget
         backlog = self._backlog
+        if not backlog:
+            return
+        now = clock()
+        behind = now - backlog[0].since > self._catch_up_after
+        deadline = float("inf") if behind else now + self._budget
         while backlog:
             pending = backlog[0]
             tick, frames, sessions = pending.tick, pending.frames, pending.sessions
