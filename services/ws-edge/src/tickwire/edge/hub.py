@@ -18,8 +18,6 @@ Guarantees:
   Kafka only as its net transition per symbol.
 - `latest` answers a held symbol's snapshot from the ticks this edge received
   (`snapshots.LatestTicks`), reading Redis once per symbol and hold, not per subscribe.
-- Ticks reach their watchers through `fanout.FanOut`: in the order dispatched, and a
-  large fan-out spread over event-loop passes instead of stalling the edge.
 - A cold read waiting for a symbol's first quote (`ColdReads`) gets its first tick as it
   is dispatched, whether or not a session watches the symbol too.
 """
@@ -39,8 +37,7 @@ from tickwire.core.tickbus import TickBus
 from tickwire.edge.announcements import Announcements
 from tickwire.edge.coldread import ColdReads
 from tickwire.edge.frames import TickFrames
-from tickwire.edge.fanout import FanOut
-from tickwire.edge.observability import HOT, start_fan_out_span, upstream_span
+from tickwire.edge.observability import HOT, fan_out_span, upstream_span
 from tickwire.edge.session import Session
 from tickwire.edge.snapshots import LatestTicks
 
@@ -71,7 +68,6 @@ class Hub:
         self._releases: dict[str, asyncio.TimerHandle] = {}
         self._held: dict[str, tuple[Tick, TickFrames]] | None = None  # while paused
         self._latest = LatestTicks(bus)
-        self._fan_out = FanOut()
 
     def symbols(self) -> list[str]:
         """The symbols this edge holds upstream (what its heartbeat announces)."""
@@ -258,8 +254,7 @@ class Hub:
     # -- ticks ------------------------------------------------------------------------
 
     def dispatch_tick(self, channel: str, payload: bytes) -> None:
-        """Called by the bus listener for every tick: decode once, offer to each watcher
-        (at once, or over the next loop passes for a large fan-out: `fanout.FanOut`)."""
+        """Called by the bus listener for every tick: decode once, offer to each watcher."""
         symbol = names.symbol_from_channel(channel)
         watchers = self._watchers.get(symbol)
         if watchers is None and symbol not in self._awaited:
@@ -280,9 +275,13 @@ class Hub:
         if self._held is not None:
             self._held[symbol] = (tick, frames)
             return
-        # A tick sampled upstream gets this edge's part of its trace.
-        span = start_fan_out_span(tick, channel) if tick.traceparent else None
-        self._fan_out.offer(tick, frames, watchers, span)
+        if tick.traceparent:  # sampled upstream: this edge's part of the tick's trace
+            with fan_out_span(tick, channel) as span:
+                span.set_attribute("tickwire.recipients",
+                                   sum(1 for session in watchers if session.offer(tick, frames)))
+            return
+        for session in watchers:
+            session.offer(tick, frames)
 
     # -- control: pause holds the newest tick per symbol, resume delivers it ----------
 
@@ -293,4 +292,5 @@ class Hub:
     def resume(self) -> None:
         held, self._held = self._held, None
         for symbol, (tick, frames) in (held or {}).items():
-            self._fan_out.offer(tick, frames, self._watchers.get(symbol, ()))
+            for session in self._watchers.get(symbol, ()):
+                session.offer(tick, frames)

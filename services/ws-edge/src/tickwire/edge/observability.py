@@ -161,11 +161,10 @@ def observe_first_write(frames, tick: Tick) -> None:
         LATENCY_WARNINGS.slow(tick, seconds)
 
 
-def start_fan_out_span(tick: Tick, channel: str) -> trace.Span:
-    """The CONSUMER span of a traced tick on this edge, child of the ingestor's publish;
-    whoever finishes the tick's fan-out ends it."""
+def fan_out_span(tick: Tick, channel: str) -> AbstractContextManager[trace.Span]:
+    """The CONSUMER span of a traced tick on this edge, child of the ingestor's publish."""
     age_ms = max(0.0, (time.time_ns() - tick.published_at) / 1e6)
-    return TRACER.start_span(
+    return TRACER.start_as_current_span(
         "tick fan-out", context=context_from_traceparent(tick.traceparent),
         kind=SpanKind.CONSUMER,
         attributes={FLOW: TICK, "messaging.system": "redis",
