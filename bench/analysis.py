@@ -170,6 +170,7 @@ def machine_shares(cpu: dict[str, float], seconds: float) -> dict[str, float | N
     if not seconds:
         return {"foreign_cpu_cores": None, "steal_cpu_cores": None}
     known = sum(v for k, v in cpu.items()
-                if k not in ("machine_busy", "machine_steal", "server_system"))
+                if k not in ("machine_busy", "machine_steal", "server_system",
+                             "server_runqueue"))
     return {"foreign_cpu_cores": round((cpu["machine_busy"] - known) / seconds, 3),
             "steal_cpu_cores": round(cpu["machine_steal"] / seconds, 3)}

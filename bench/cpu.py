@@ -1,4 +1,5 @@
-"""CPU time of the processes a trial measures, to the nanosecond.
+"""CPU time of the processes a trial measures, to the nanosecond, and how long they waited
+for a CPU.
 
 `/proc/<pid>/stat` (what psutil reads) counts in 10 ms clock ticks: too coarse for a short
 trial (a 60-socket storm costs Centrifugo a few milliseconds, which reads as 0). The
@@ -9,6 +10,7 @@ in nanoseconds; the user/system split is only in ticks, so it still comes from p
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import psutil
 
@@ -48,6 +50,25 @@ def tree(pid: int) -> list[int]:
 
 def tree_cpu_seconds(pid: int | None, kind: str = "both") -> float:
     return 0.0 if pid is None else sum(cpu_seconds(p, kind) for p in tree(pid))
+
+
+def runqueue_wait_seconds(pid: int | None) -> float:
+    """Seconds the live threads of `pid` and its descendants spent runnable but waiting for
+    a CPU (/proc/<pid>/task/*/schedstat, second field). An event loop that waits there
+    runs its timers late however short its own passes are: on a machine whose cores the
+    load generators share, part of the loop lag is this."""
+    total = 0
+    for process in ([] if pid is None else tree(pid)):
+        try:
+            tasks = list(Path(f"/proc/{process}/task").iterdir())
+        except OSError:
+            continue  # gone meanwhile
+        for task in tasks:
+            try:
+                total += int((task / "schedstat").read_text().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # a thread that ended meanwhile
+    return total / 1e9
 
 
 def machine_busy_seconds() -> float:

@@ -40,7 +40,7 @@ import psutil
 from bench import centrifugo, centrifugo_feed, coldstart, injector, loadgen, storm, upstream
 from bench.analysis import Joined, latency_timeline, machine_shares, percentiles
 from bench.centrifugo_client import CentrifugoClient, CentrifugoSnapshotClient
-from bench.cpu import cpu_seconds, tree, tree_cpu_seconds
+from bench.cpu import cpu_seconds, runqueue_wait_seconds, tree, tree_cpu_seconds
 from bench.workload import Workload
 from tickwire.localstack import (ManagedProcess, ServiceLauncher, free_port, start_kafka,
                                  start_redis, wait_http_ok)
@@ -393,6 +393,7 @@ class Trial:
             "t": time.time_ns(),
             "server": tree_cpu_seconds(self.server.pid),
             "server_system": tree_cpu_seconds(self.server.pid, "system"),
+            "server_runqueue": runqueue_wait_seconds(self.server.pid),
             "loaders": sum(cpu_seconds(loader.pid) for loader in self.loaders),
             "injector": cpu_seconds(self.injector.pid),
             "redis": cpu_seconds(self.stack.redis.pid),
@@ -514,7 +515,10 @@ class Trial:
             if received else None,
             "server_cpu_us_per_tick": round(cpu["server"] * 1e6 / published, 3) if published else None,
             "server_cpu_cores": round(cpu["server"] / seconds, 3),
-            "cpu_cores": {k: round(v / seconds, 3) for k, v in cpu.items()},
+            # Runnable but not running: the machine's other processes held the CPUs.
+            "server_runqueue_wait_cores": round(cpu["server_runqueue"] / seconds, 3),
+            "cpu_cores": {k: round(v / seconds, 3) for k, v in cpu.items()
+                          if k != "server_runqueue"},
             **machine_shares(cpu, seconds),
             "server_rss_max_mib": round(window["rss_max"] / 2**20, 2),
             # The edge's own probes (stalls.py): how late its loop ran a 50 ms timer, and
@@ -776,6 +780,9 @@ FIGURES = {  # name: (path in a trial result, better when "higher" / "lower")
     "half_saturation_loop_lag_p99_ms": (("saturation", "at_half", "loop_lag", "p99_ms"), "lower"),
     "half_saturation_loop_lag_max_bucket_ms": (("saturation", "at_half", "loop_lag",
                                                 "max_bucket_ms"), "lower"),
+    "runqueue_wait_cores": (("main", "server_runqueue_wait_cores"), "lower"),
+    "half_saturation_runqueue_wait_cores": (("saturation", "at_half",
+                                             "server_runqueue_wait_cores"), "lower"),
     "foreign_cpu_cores": (("main", "foreign_cpu_cores"), "lower"),
     "steal_cpu_cores": (("main", "steal_cpu_cores"), "lower"),
 }

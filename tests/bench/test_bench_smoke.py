@@ -89,6 +89,7 @@ def test_bench_smoke_report_is_complete_and_consistent(tmp_path: Path):
         consistent_window(main)
         assert main["rss_per_conn_idle_kib"] is not None
         assert main["server_idle_cpu_cores"] >= 0
+        assert main["server_runqueue_wait_cores"] >= 0
         assert main["rss_per_conn_load_kib"] is not None
         fanout = main["fanout"]
         assert fanout["ticks"] > 0 and fanout["top_symbol_watchers"] > 0
