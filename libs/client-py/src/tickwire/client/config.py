@@ -44,6 +44,8 @@ class ClientConfig:
     fallback_to_polling: bool = True
     wire_format: Literal["msgpack", "json"] = "msgpack"
     connect_timeout: float = 10.0
+    """Seconds for opening a socket and for its close handshake (`disconnect()` returns
+    within it even when the edge never answers the close)."""
     token: str | None = None
     """A JWT for edges that require one; sent as `Authorization: Bearer`."""
     token_provider: Callable[[], str | None | Awaitable[str | None]] | None = None
