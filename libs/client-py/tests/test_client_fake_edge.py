@@ -30,6 +30,8 @@ class FakeEdge:
         self.runner: web.AppRunner | None = None
         self.port = 0
         # Send an update every 20 ms and never read: the client's close frame goes unanswered.
+        # The 20 ms is the peer's cadence under test, not a wait: aiohttp's close() reads
+        # on while frames keep coming (a flood instead ends it another way).
         self.deaf_chatter = False
         self.stopping = False
 
