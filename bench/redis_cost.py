@@ -225,7 +225,8 @@ def fanout_trial(primaries: dict[int, int], replicas: dict[int, int], cluster: b
         pids = {**primaries, **replicas}
         # Redis's own timers (serverCron, replication pings) cost CPU at rest: measured
         # first and taken off, so the costs below are the ticks' alone.
-        idle0, idle_t0 = sum(process_cpu_seconds(pid) for pid in primaries.values()), time.monotonic()
+        idle0 = sum(process_cpu_seconds(pid) for pid in primaries.values())
+        idle_t0 = time.monotonic()
         time.sleep(1.0)
         idle_cores = ((sum(process_cpu_seconds(pid) for pid in primaries.values()) - idle0)
                       / (time.monotonic() - idle_t0))

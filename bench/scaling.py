@@ -115,7 +115,8 @@ class Redis:
         return counts
 
     def cpu(self) -> dict[int, float]:
-        return {port: process_cpu_seconds(pid) for port, pid in {**self.primaries, **self.replicas}.items()}
+        nodes = {**self.primaries, **self.replicas}
+        return {port: process_cpu_seconds(pid) for port, pid in nodes.items()}
 
     def stop(self) -> None:
         if self.cluster is not None:
