@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 MessageHandler = Callable[[str, bytes], None]
 DropHandler = Callable[[str], None]
 
-DISPATCH_BUDGET = 0.002  # seconds of message handling in one event-loop pass
+DISPATCH_BUDGET = 0.001  # seconds of message handling in one event-loop pass
 
 
 class SubscriberConnection(asyncio.Protocol):

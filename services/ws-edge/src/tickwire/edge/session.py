@@ -395,7 +395,7 @@ class Session:
         return encode_msgpack(message) if self.binary else orjson.dumps(message)
 
 
-FLUSH_BUDGET = 0.002  # seconds of socket writes in one event-loop pass
+FLUSH_BUDGET = 0.001  # seconds of socket writes in one event-loop pass
 
 
 class DirectFlush:
