@@ -18,7 +18,7 @@ from tickwire.core.service import add_probes, stop_tasks
 from tickwire.edge.announcements import Announcements
 from tickwire.edge.clientconfig import config_route
 from tickwire.edge.node import EdgeNode
-from tickwire.edge.observability import LATENCY_WARNINGS, export_subscriptions
+from tickwire.edge.observability import HOT, LATENCY_WARNINGS, export_subscriptions
 from tickwire.edge.rest import QuoteRoutes
 from tickwire.edge.settings import EdgeSettings
 from tickwire.edge.sse import stream
@@ -69,7 +69,7 @@ async def _node(app: web.Application):
                             name="edge-heartbeat"),
         asyncio.create_task(node.sweep_forever(), name="sweep"),
         asyncio.create_task(node.poll_interest.run(), name="poll-interest"),
-        asyncio.create_task(probe_loop_lag(), name="loop-lag"),
+        asyncio.create_task(probe_loop_lag(lambda: HOT.ticks_received), name="loop-lag"),
     ]
     time_collections()
     tracer = StallTracer(settings.stall_trace_ms / 1000) if settings.stall_trace_ms else None

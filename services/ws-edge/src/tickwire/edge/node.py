@@ -3,8 +3,9 @@
 Guarantees: every session the node tracks is released exactly once (its admission
 slot, its subscriptions, its writer); a shed client is closed in its own task, so the
 caller never waits on a peer that does not read; liveness is judged by `liveness` on
-one sweep. The node holds no logic of its own beyond that wiring: control parsing,
-feed status and draining live in their own modules.
+one sweep, which looks only at the sessions due a look. The node holds no logic of its
+own beyond that wiring: control parsing, feed status and draining live in their own
+modules.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class EdgeNode:
                                  settings.rate_limit_close_seconds, self.tokens)
         self.poll_interest = PollInterest(self.hub, settings.poll_interest_seconds)
         self.sessions: set[Session] = set()
+        self.waiting_on_peer: set[Session] = set()  # whose write waits on a peer that is slow
+        self.liveness = liveness.Schedule(settings.heartbeat_interval)
         self._closing: set[asyncio.Task] = set()  # closes in flight, kept from the GC
         self.recent_closes = RecentCloses()
         self.drained = asyncio.Event()
@@ -93,9 +96,10 @@ class EdgeNode:
                           rate=settings.messages_per_second, burst=settings.message_burst,
                           change_rate=settings.symbol_changes_per_second,
                           change_burst=settings.symbol_change_burst, address=address,
-                          on_overflow=self._overflowed)
+                          on_overflow=self._overflowed, waiting=self.waiting_on_peer)
         self.tokens.attach(session, principal, refreshable=kind == "websocket")
         self.sessions.add(session)
+        self.liveness.track(session)
         _connections(kind).inc()
         return session
 
@@ -104,6 +108,7 @@ class EdgeNode:
         if session not in self.sessions:
             return
         self.sessions.discard(session)
+        self.liveness.forget(session)
         _connections(kind).dec()
         self.admission.release(session.address, session.principal.subject)
         self.tokens.forget(session)
@@ -165,21 +170,28 @@ class EdgeNode:
                 log.exception("liveness sweep failed; continuing")
 
     async def sweep(self, now: float) -> None:
-        """Ping idle sockets, close the silent (two missed pings) and the hopelessly slow.
-        In slices of SWEEP_SLICE sessions, one event-loop pass each: sockets opened
-        together (a reconnect storm) come due together, and one pass for all of them
-        would hold up every tick in flight."""
+        """Ping the sessions due a ping, close the silent (two missed pings) and the
+        hopelessly slow: what `liveness.Schedule` says is due and the sessions whose
+        write waits on the peer, not every session. In slices of SWEEP_SLICE sessions,
+        one event-loop pass each: sockets opened together (a reconnect storm) come due
+        together, and one pass for all of them would hold up every tick in flight."""
         interval, slow = self.settings.heartbeat_interval, self.settings.slow_client_seconds
-        for index, session in enumerate(list(self.sessions)):
-            if index and index % SWEEP_SLICE == 0:
-                await asyncio.sleep(0)
-            if session.closed:
-                continue
-            verdict = liveness.verdict(session, now, interval, slow)
-            if verdict == liveness.PING:
-                session.queue_ping(now)
-            elif verdict is not None:
-                await self.shed(session, *verdict)
+        due = self.liveness.due(now)
+        try:
+            for index, session in enumerate([*self.waiting_on_peer, *due]):
+                if index and index % SWEEP_SLICE == 0:
+                    await asyncio.sleep(0)
+                if session.closed:
+                    continue
+                verdict = liveness.verdict(session, now, interval, slow)
+                if verdict == liveness.PING:
+                    session.queue_ping(now)
+                elif verdict is not None:
+                    await self.shed(session, *verdict)
+        finally:  # whatever happened, every session still open stays on the schedule
+            for session in due:
+                if session in self.sessions and not session.closed:
+                    self.liveness.track(session)
         self.admission.forget_idle()
         self.expire_tokens(time.time())
 

@@ -76,14 +76,15 @@ class Session:
                  "closed", "_pending", "_pending_count", "_queue_limit", "_control",
                  "_control_limit", "_control_bytes", "_control_byte_limit", "_on_overflow",
                  "_throttle", "_direct", "_frame_for", "_timer", "_writer", "_idle",
-                 "principal", "user_inbound")
+                 "principal", "user_inbound", "_waiting")
 
     def __init__(self, client_id: str, sink: Sink, *, max_symbols: int = 500,
                  control_limit: int = 256, control_byte_limit: int = CONTROL_BYTE_LIMIT,
                  queue_limit: int = 256, rate: float = 50.0,
                  burst: float = 100.0, change_rate: float = 100.0, change_burst: float = 1000.0,
                  address: str = "", on_overflow: Callable[[Session], None] | None = None,
-                 principal: Principal | None = None, user_inbound: TokenBucket | None = None):
+                 principal: Principal | None = None, user_inbound: TokenBucket | None = None,
+                 waiting: set[Session] | None = None):
         self.client_id = client_id
         self.sink = sink
         self.binary = sink.binary
@@ -103,6 +104,9 @@ class Session:
         self.last_heard = time.monotonic()
         self.last_ping = self.last_heard
         self.blocked_since: float | None = None  # set while a write waits on the peer
+        # The set this session is in while `blocked_since` is set: what the sweep reads
+        # to find slow consumers without looking at every session.
+        self._waiting = waiting if waiting is not None else set()
         self.closed = False
         # symbol → its pending updates in seq order (one, once conflating)
         self._pending: dict[str, list[TickFrames]] = {}
@@ -386,10 +390,12 @@ class Session:
         """Marks how long the peer keeps us waiting; the edge's sweeper sheds clients
         that stay blocked past the staleness budget."""
         self.blocked_since = time.monotonic()
+        self._waiting.add(self)
         try:
             await write
         finally:
             self.blocked_since = None
+            self._waiting.discard(self)
 
     def _encode(self, message: dict[str, Any]) -> bytes:
         return encode_msgpack(message) if self.binary else orjson.dumps(message)
