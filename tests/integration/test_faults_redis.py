@@ -194,3 +194,33 @@ async def test_the_pollers_readiness_comes_back_with_redis_though_it_has_nothing
         await client.aclose()
         await asyncio.to_thread(redis.stop)
 
+
+
+async def test_a_poller_with_nothing_to_poll_turns_unready_in_a_redis_outage(tmp_path):
+    """A replica that owns no symbol makes no Redis call of its own: it reported ready
+    through a whole outage. It PINGs while idle, so readiness follows Redis down and up."""
+    redis = await asyncio.to_thread(DedicatedRedis, tmp_path / "redis")
+    client = aioredis.Redis.from_url(redis.url, socket_connect_timeout=1, socket_timeout=1)
+    poller = Poller([], ActiveSymbols(), TickPublisher(client), FeedStore(client),
+                    Scheduler(1.0, 5.0), KeyLifetimes(client, 60))
+
+    async def ready() -> bool:
+        await poller.step()
+        return poller.redis_ok
+
+    try:
+        await poller.step()
+        assert poller.redis_ok
+        await asyncio.to_thread(redis.kill)
+        await eventually(_not(ready), timeout=15)
+        await asyncio.to_thread(redis.start)
+        await eventually(ready, timeout=15)
+    finally:
+        await client.aclose()
+        await asyncio.to_thread(redis.stop)
+
+
+def _not(check):
+    async def negated() -> bool:
+        return not await check()
+    return negated

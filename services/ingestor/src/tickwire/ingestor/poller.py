@@ -9,7 +9,9 @@ symbol, so a slow provider delays only its own symbols.
 Guarantees: only symbols this replica owns are requested; a quote is published only if it
 is valid and differs from the last one; each DATA_STALE / recovered change is announced once.
 `redis_ok` (the readiness the probes report) turns false on a failed Redis call and true
-again within a step of Redis answering, even with nothing to poll (it then PINGs).
+again within a step of Redis answering, even with nothing to poll (it then PINGs). A
+replica that polls nothing makes no other Redis call, so it PINGs every
+IDLE_PING_SECONDS too: an outage turns it unready as it would one that polls.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from tickwire.ingestor.scheduler import Scheduler
 log = logging.getLogger(__name__)
 TRACER = trace.get_tracer("tickwire.ingestor")
 REDIS_RECHECK_SECONDS = 1.0  # how long a step waits for the PING of `_recheck_redis`
+IDLE_PING_SECONDS = 2.0  # how often a replica that polls nothing checks that Redis answers
 
 
 class Poller:
@@ -59,6 +62,7 @@ class Poller:
         self.streamed: Container[str] = frozenset()
         self.latency_warning_seconds = 1.0
         self._next_slow_warning = 0.0
+        self._next_idle_ping = 0.0  # monotonic
 
     async def run(self) -> None:
         tick = min(0.25, max(0.02, self.scheduler.poll_interval / 4))
@@ -79,6 +83,8 @@ class Poller:
     async def step(self) -> None:
         if not self.redis_ok:
             await self._recheck_redis()
+        elif not self.scheduler.symbols and time.monotonic() >= self._next_idle_ping:
+            await self._ping_while_idle()
         if self.lifetimes is not None:
             try:
                 await self.lifetimes.write()
@@ -232,6 +238,13 @@ class Poller:
             return
         self.redis_ok = True
         log.info("redis answers again")
+
+    async def _ping_while_idle(self) -> None:
+        self._next_idle_ping = time.monotonic() + IDLE_PING_SECONDS
+        try:
+            await asyncio.wait_for(self.feed.ping(), REDIS_RECHECK_SECONDS)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            self._redis_failed("checking it answers (nothing to poll)", exc)
 
     def _redis_failed(self, doing: str, exc: BaseException) -> None:
         self.redis_ok = False
