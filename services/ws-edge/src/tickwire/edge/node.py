@@ -69,7 +69,7 @@ class EdgeNode:
         self.poll_interest = PollInterest(self.hub, settings.poll_interest_seconds)
         self.sessions: set[Session] = set()
         self.waiting_on_peer: set[Session] = set()  # whose write waits on a peer that is slow
-        self.liveness = liveness.Schedule(settings.heartbeat_interval)
+        self.liveness_schedule = liveness.Schedule(settings.heartbeat_interval)
         self._closing: set[asyncio.Task] = set()  # closes in flight, kept from the GC
         self.recent_closes = RecentCloses()
         self.drained = asyncio.Event()
@@ -99,7 +99,7 @@ class EdgeNode:
                           on_overflow=self._overflowed, waiting=self.waiting_on_peer)
         self.tokens.attach(session, principal, refreshable=kind == "websocket")
         self.sessions.add(session)
-        self.liveness.track(session)
+        self.liveness_schedule.track(session)
         _connections(kind).inc()
         return session
 
@@ -108,7 +108,7 @@ class EdgeNode:
         if session not in self.sessions:
             return
         self.sessions.discard(session)
-        self.liveness.forget(session)
+        self.liveness_schedule.forget(session)
         _connections(kind).dec()
         self.admission.release(session.address, session.principal.subject)
         self.tokens.forget(session)
@@ -176,7 +176,7 @@ class EdgeNode:
         one event-loop pass each: sockets opened together (a reconnect storm) come due
         together, and one pass for all of them would hold up every tick in flight."""
         interval, slow = self.settings.heartbeat_interval, self.settings.slow_client_seconds
-        due = self.liveness.due(now)
+        due = self.liveness_schedule.due(now)
         try:
             for index, session in enumerate([*self.waiting_on_peer, *due]):
                 if index and index % SWEEP_SLICE == 0:
@@ -191,7 +191,7 @@ class EdgeNode:
         finally:  # whatever happened, every session still open stays on the schedule
             for session in due:
                 if session in self.sessions and not session.closed:
-                    self.liveness.track(session)
+                    self.liveness_schedule.track(session)
         self.admission.forget_idle()
         self.expire_tokens(time.time())
 
