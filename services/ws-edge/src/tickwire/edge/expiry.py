@@ -67,7 +67,14 @@ class TokenExpiry:
         return len(self._generation)
 
     def _compact(self) -> None:
-        if len(self._heap) > 64 and len(self._heap) > 4 * len(self._generation):
-            generation = self._generation
-            self._heap = [e for e in self._heap if generation.get(e[2]) == e[1]]
-            heapq.heapify(self._heap)
+        self._heap = compacted(self._heap, self._generation)
+
+
+def compacted(heap: list[tuple], generation: dict[Hashable, int]) -> list[tuple]:
+    """`heap` (entries `(when, generation, key, …)`) without the entries whose key no
+    longer holds that generation, once those outnumber the live ones; else `heap` as is.
+    A heap of lazily dropped entries stays within a few times its live size."""
+    if len(heap) > 64 and len(heap) > 4 * len(generation):
+        heap = [e for e in heap if generation.get(e[2]) == e[1]]
+        heapq.heapify(heap)
+    return heap

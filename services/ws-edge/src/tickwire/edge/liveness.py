@@ -18,6 +18,7 @@ from itertools import count
 
 from aiohttp import WSCloseCode
 
+from tickwire.edge.expiry import compacted
 from tickwire.edge.session import Session
 
 TRY_AGAIN_LATER = 1013
@@ -45,8 +46,8 @@ def _silence_limit(heartbeat_interval: float) -> float:
 
 class Schedule:
     """One heap entry per tracked session, at the time it next needs a look. Entries of
-    forgotten sessions are dropped lazily, and the heap is rebuilt whenever they
-    outnumber the live ones, so a closed session is not held for long."""
+    forgotten sessions are dropped lazily (`expiry.compacted`, as the token heap does),
+    so a closed session is not held for long."""
 
     __slots__ = ("_interval", "_heap", "_generation", "_counter")
 
@@ -65,11 +66,7 @@ class Schedule:
 
     def forget(self, session: Session) -> None:
         if self._generation.pop(session, None) is not None:
-            heap = self._heap
-            if len(heap) > 64 and len(heap) > 4 * len(self._generation):
-                generation = self._generation
-                self._heap = [e for e in heap if generation.get(e[2]) == e[1]]
-                heapq.heapify(self._heap)
+            self._heap = compacted(self._heap, self._generation)
 
     def due(self, now: float) -> list[Session]:
         """The tracked sessions due by `now`, each taken off until `track`ed again."""
